@@ -1,0 +1,143 @@
+/*
+ * config.h -- what mod_offload.c and offload_daemon.c share.
+ *
+ * Every limit and compile-time default lives here, each overridable from
+ * the build (make CFLAGS=-DOFFLOAD_X=...). Run-time settings (daemon flags
+ * and config file, Apache directives) override these defaults.
+ *
+ * Copyright (c) 2026 the mod_offload authors. zlib license: see LICENSE.txt.
+ */
+#ifndef OFFLOAD_CONFIG_H
+#define OFFLOAD_CONFIG_H
+
+/* ---- identity ---------------------------------------------------------- */
+
+#ifndef OFFLOAD_VERSION
+#define OFFLOAD_VERSION "0.1.0"
+#endif
+
+/* Sent by the daemon on every request to the base; the module never
+ * redirects a request that carries it, so the daemon always gets the file. */
+#ifndef OFFLOAD_BYPASS_HEADER
+#define OFFLOAD_BYPASS_HEADER "X-Mod-Offload-Bypass"
+#endif
+
+/* ---- module defaults --------------------------------------------------- */
+
+/* Files smaller than this are cheaper to serve than to redirect. */
+#ifndef OFFLOAD_DEFAULT_MIN_SIZE
+#define OFFLOAD_DEFAULT_MIN_SIZE (5 * 1024)
+#endif
+
+#ifndef OFFLOAD_DEFAULT_REDIRECT_STATUS
+#define OFFLOAD_DEFAULT_REDIRECT_STATUS 302
+#endif
+
+/* Upper bound of weight=N on OffloadHost. */
+#ifndef OFFLOAD_MAX_WEIGHT
+#define OFFLOAD_MAX_WEIGHT 1000
+#endif
+
+/* ---- daemon defaults --------------------------------------------------- */
+
+#ifndef OFFLOAD_DEFAULT_PORT
+#define OFFLOAD_DEFAULT_PORT 8081
+#endif
+
+#ifndef OFFLOAD_DEFAULT_CACHE_DIR
+#define OFFLOAD_DEFAULT_CACHE_DIR "/var/cache/offload"
+#endif
+
+/* Seconds for reading a request's headers and for each read or write to
+ * the base and to the client. */
+#ifndef OFFLOAD_DEFAULT_TIMEOUT
+#define OFFLOAD_DEFAULT_TIMEOUT 45
+#endif
+
+/* Seconds a kept-alive client connection may sit idle between requests. */
+#ifndef OFFLOAD_KEEPALIVE_TIMEOUT
+#define OFFLOAD_KEEPALIVE_TIMEOUT 15
+#endif
+
+/* Requests served on one client connection before it is closed. */
+#ifndef OFFLOAD_MAX_KEEPALIVE_REQUESTS
+#define OFFLOAD_MAX_KEEPALIVE_REQUESTS 1000
+#endif
+
+#ifndef OFFLOAD_DEFAULT_MAX_CLIENTS
+#define OFFLOAD_DEFAULT_MAX_CLIENTS 256
+#endif
+
+#ifndef OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS
+#define OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS 1
+#endif
+
+#ifndef OFFLOAD_MAX_LISTEN
+#define OFFLOAD_MAX_LISTEN 16
+#endif
+
+#ifndef OFFLOAD_LISTEN_BACKLOG
+#define OFFLOAD_LISTEN_BACKLOG 511
+#endif
+
+/* ---- input limits (client and base alike) ------------------------------ */
+
+/* Longest request line; longer gets 414. */
+#ifndef OFFLOAD_MAX_REQUEST_LINE
+#define OFFLOAD_MAX_REQUEST_LINE 8192
+#endif
+
+/* Largest header block (request line included); larger gets 431. */
+#ifndef OFFLOAD_MAX_HEADER_BLOCK
+#define OFFLOAD_MAX_HEADER_BLOCK 16384
+#endif
+
+/* Most header fields in one request or response. */
+#ifndef OFFLOAD_MAX_HEADERS
+#define OFFLOAD_MAX_HEADERS 100
+#endif
+
+/* Longest URL path the daemon accepts (after decoding); must fit in the
+ * cache metadata block together with the validators. */
+#ifndef OFFLOAD_MAX_PATH
+#define OFFLOAD_MAX_PATH 2048
+#endif
+
+/* Longest validator or type value kept from the base (ETag, dates,
+ * Content-Type). Longer values make the object uncacheable. */
+#ifndef OFFLOAD_MAX_VALIDATOR
+#define OFFLOAD_MAX_VALIDATOR 256
+#endif
+
+/* Most byte ranges honoured in one Range header; more gets the whole
+ * file (RFC 9110 allows ignoring Range). */
+#ifndef OFFLOAD_MAX_RANGES
+#define OFFLOAD_MAX_RANGES 16
+#endif
+
+/* ---- cache ------------------------------------------------------------- */
+
+/* Fixed-size metadata block at the start of every cache file; the body
+ * follows it, page aligned, so sendfile() reads whole pages. */
+#ifndef OFFLOAD_META_SIZE
+#define OFFLOAD_META_SIZE 4096
+#endif
+
+/* Copy buffer between the base and the cache file. */
+#ifndef OFFLOAD_IO_BUFFER
+#define OFFLOAD_IO_BUFFER (64 * 1024)
+#endif
+
+/* Largest single sendfile() call towards a client. */
+#ifndef OFFLOAD_SENDFILE_CHUNK
+#define OFFLOAD_SENDFILE_CHUNK (1024 * 1024)
+#endif
+
+/* Milliseconds a reader waits for an event from the fetcher before it
+ * re-checks that the fetcher is still alive (a safety net: a live fetcher
+ * wakes readers through inotify as soon as it writes). */
+#ifndef OFFLOAD_FOLLOW_CHECK_MS
+#define OFFLOAD_FOLLOW_CHECK_MS 1000
+#endif
+
+#endif /* OFFLOAD_CONFIG_H */
