@@ -38,6 +38,13 @@
 #define OFFLOAD_MAX_WEIGHT 1000
 #endif
 
+/* The module offloads a URL only if an anonymous client at this address
+ * would be allowed to fetch it (Require all granted passes, Require ip or
+ * valid-user do not). RFC 5737 documentation address: never a real client. */
+#ifndef OFFLOAD_STRANGER_ADDRESS
+#define OFFLOAD_STRANGER_ADDRESS "192.0.2.1"
+#endif
+
 /* ---- daemon defaults --------------------------------------------------- */
 
 #ifndef OFFLOAD_DEFAULT_PORT
@@ -70,6 +77,11 @@
 
 #ifndef OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS
 #define OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS 1
+#endif
+
+/* Seconds running downloads get to finish after SIGTERM. */
+#ifndef OFFLOAD_SHUTDOWN_GRACE
+#define OFFLOAD_SHUTDOWN_GRACE 30
 #endif
 
 #ifndef OFFLOAD_MAX_LISTEN
