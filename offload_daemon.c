@@ -1,0 +1,2766 @@
+/*
+ * offload_daemon.c -- the offload host's HTTP daemon of mod_offload.
+ *
+ * Clients arrive here because the base server (Apache with mod_offload)
+ * redirected them. For every request the daemon asks the base with a HEAD
+ * (carrying the X-Mod-Offload-Bypass header, so the base does not redirect
+ * it again) whether its disk copy of the file is current, judged by ETag,
+ * Content-Length and Last-Modified. A current copy is sent with sendfile().
+ * Otherwise exactly one process fetches the file from the base into the
+ * cache while every client that wants it streams from the growing file.
+ *
+ * Process model: the parent binds the listening sockets, accepts and
+ * reaps; one forked child serves each connection; a child that wins an
+ * object's lock forks a fetcher that outlives the client if need be.
+ *
+ * Build: cc -O2 -Wall -Wextra -o offload_daemon offload_daemon.c -lz
+ * Run:   offload_daemon --base http://www.example.com \
+ *            --listen 0.0.0.0:8081 --cache-dir /var/cache/offload
+ *
+ * Copyright (c) 2026 the mod_offload authors. zlib license: see LICENSE.txt.
+ */
+
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/prctl.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "config.h"
+
+/* ======================================================================
+ * Constants
+ * ====================================================================== */
+
+#define SERVER_NAME "offload_daemon/" OFFLOAD_VERSION
+#define CACHE_MAGIC "mod_offload cache 1"
+#define HEX_KEY_LEN 16  /* crc32 + adler32 of the key, in hex */
+
+/* Cache status words for the access log. */
+#define CS_HIT "HIT"
+#define CS_MISS "MISS"
+#define CS_REFRESH "REFRESH"
+#define CS_BYPASS "BYPASS"
+#define CS_DENIED "DENIED"
+#define CS_NONE "-"
+
+/* Results of parsing a client request. */
+enum parse_result {
+    PARSE_OK = 200,      /* go on and answer it */
+    PARSE_INCOMPLETE = 1,
+    PARSE_BAD = 400,
+    PARSE_URI_TOO_LONG = 414,
+    PARSE_HEADERS_TOO_LARGE = 431,
+    PARSE_BAD_VERSION = 505
+};
+
+/* Results of range_parse(). */
+enum range_result {
+    RANGE_NONE,          /* no usable Range header: send the whole body */
+    RANGE_OK,            /* one or more satisfiable ranges */
+    RANGE_UNSATISFIABLE  /* 416 */
+};
+
+/* ======================================================================
+ * Types
+ * ====================================================================== */
+
+/* One --listen address. */
+struct listen_spec {
+    char host[64];
+    char port[8];
+};
+
+/* Everything set at start-up from the command line. */
+struct settings {
+    char base_url[OFFLOAD_MAX_PATH];
+    char base_host[256];           /* host name or address, no brackets */
+    char base_port[8];
+    char base_authority[300];      /* Host header: host[:port] as given */
+    char base_prefix[OFFLOAD_MAX_PATH]; /* path part of --base, no final / */
+    char base_address[256];        /* --base-address, or empty */
+    struct listen_spec listen[OFFLOAD_MAX_LISTEN];
+    int nlisten;
+    char cache_dir[PATH_MAX];
+    int foreground;
+    int timeout;                   /* seconds */
+    int max_clients;
+};
+
+/* One client request. Header values point into buf. */
+struct request {
+    char buf[OFFLOAD_MAX_HEADER_BLOCK + 1];
+    size_t len;          /* bytes in buf */
+    size_t head_len;     /* bytes of the header block, final CRLF included */
+    char *method;
+    char *target;
+    int http_minor;      /* HTTP/1.x */
+    int is_head;
+    int keep_alive;
+    int seen_content_length;
+    char path[OFFLOAD_MAX_PATH + 1]; /* sanitized path, as sent to base */
+    const char *range;
+    const char *if_range;
+    const char *if_none_match;
+    const char *if_modified_since;
+    const char *user_agent;
+    const char *referer;
+    /* what happened, for the access log */
+    int status;
+    long long body_sent;
+    const char *cache_status;
+    struct timespec started;
+    char request_line[512];
+};
+
+/* The head of a response from the base server. */
+struct base_response {
+    char buf[OFFLOAD_MAX_HEADER_BLOCK + 1];
+    size_t len;          /* bytes in buf (may include the start of a body) */
+    size_t head_len;
+    int status;
+    long long content_length;      /* -1 when absent */
+    char etag[OFFLOAD_MAX_VALIDATOR];
+    char last_modified[OFFLOAD_MAX_VALIDATOR];
+    char content_type[OFFLOAD_MAX_VALIDATOR];
+    char content_range[OFFLOAD_MAX_VALIDATOR];
+    char location[OFFLOAD_MAX_PATH];
+    int www_authenticate;
+    int keep_alive;
+    int chunked;
+};
+
+/* What identifies one version of one file: stored in a cache file's
+ * metadata block and compared with the base's answer to HEAD. */
+struct object_meta {
+    char key[OFFLOAD_MAX_PATH + 300];
+    char etag[OFFLOAD_MAX_VALIDATOR];
+    char last_modified[OFFLOAD_MAX_VALIDATOR];
+    char content_type[OFFLOAD_MAX_VALIDATOR];
+    long long length;
+    unsigned long crc32;
+    int complete;
+};
+
+/* A cache object: its file names and, once opened, its data. */
+struct object {
+    char key[OFFLOAD_MAX_PATH + 300];
+    char dir[PATH_MAX];
+    char path[PATH_MAX + 24];      /* complete copy */
+    char part_path[PATH_MAX + 32]; /* copy being fetched */
+    char lock_path[PATH_MAX + 32]; /* held (flock) by the fetcher */
+    int fd;                        /* open copy, -1 if none */
+    int lock_fd;                   /* readers' own descriptor of the lock */
+    int notify_fd;                 /* inotify watch on a growing fd */
+    int growing;                   /* fd is a .part still being written */
+    struct object_meta meta;
+};
+
+/* One byte range, inclusive. */
+struct byte_range {
+    long long first;
+    long long last;
+};
+
+/* ======================================================================
+ * Globals
+ * ====================================================================== */
+
+static struct settings g_cfg;                 /* start-up settings */
+static int g_listen_fd[OFFLOAD_MAX_LISTEN];   /* bound sockets */
+static int g_nlisten_fd;                      /* how many are bound */
+static volatile sig_atomic_t g_got_sigchld;   /* parent: reap children */
+static volatile sig_atomic_t g_got_sigterm;   /* stop accepting, exit */
+static int g_active_children;                 /* parent: live children */
+static int g_base_fd = -1;                    /* child: kept-alive base */
+static const char *g_progname = "offload_daemon";
+
+/* ======================================================================
+ * Small helpers
+ * ====================================================================== */
+
+/*
+ * Log one line to stderr with a single write(), so that lines of
+ * concurrent children never interleave. Format: timestamp, level, pid.
+ */
+static void log_msg(const char *level, const char *fmt, ...)
+{
+    char line[1024];
+    char stamp[32];
+    struct timespec ts;
+    struct tm tm;
+    size_t n;
+    va_list ap;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+    n = (size_t)snprintf(line, sizeof(line), "[%s.%03ldZ] [%s] [pid %ld] ",
+                         stamp, ts.tv_nsec / 1000000, level, (long)getpid());
+    va_start(ap, fmt);
+    if (n < sizeof(line))
+        n += (size_t)vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+    va_end(ap);
+    if (n >= sizeof(line) - 1)
+        n = sizeof(line) - 2;
+    line[n++] = '\n';
+    if (write(STDERR_FILENO, line, n) < 0) {
+        /* nowhere left to report it */
+    }
+}
+
+/* Print a start-up error and exit 1. Never returns. */
+static void die(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s: %s\n", g_progname, msg);
+    exit(1);
+}
+
+/* Copy src into dst of size dstsz. Returns 0, or -1 if it did not fit
+ * (dst then holds the empty string). */
+static int copy_string(char *dst, size_t dstsz, const char *src)
+{
+    size_t n = strlen(src);
+
+    if (n >= dstsz) {
+        dst[0] = '\0';
+        return -1;
+    }
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+/* Write all of buf to fd. Returns 0, or -1 with errno set. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Milliseconds on the monotonic clock. */
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Format t as an IMF-fixdate (RFC 9110) into buf (>= 30 bytes). */
+static void http_date(time_t t, char *buf, size_t bufsz)
+{
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(buf, bufsz, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* Parse an HTTP date (IMF-fixdate, RFC 850 or asctime form). Returns the
+ * time, or -1 if s is not a date. */
+static time_t http_date_parse(const char *s)
+{
+    static const char *const formats[] = {
+        "%a, %d %b %Y %H:%M:%S GMT",
+        "%A, %d-%b-%y %H:%M:%S GMT",
+        "%a %b %e %H:%M:%S %Y",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+        struct tm tm;
+        const char *end;
+
+        memset(&tm, 0, sizeof(tm));
+        end = strptime(s, formats[i], &tm);
+        if (end != NULL && *end == '\0')
+            return timegm(&tm);
+    }
+    return -1;
+}
+
+/* Parse a non-negative decimal of at most 18 digits. Returns it, or -1. */
+static long long parse_length(const char *s)
+{
+    long long v = 0;
+    int digits = 0;
+
+    if (*s == '\0')
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || ++digits > 18)
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+/* Set send and receive timeouts on a socket. */
+static void socket_set_timeouts(int fd, int seconds)
+{
+    struct timeval tv;
+
+    tv.tv_sec = seconds;
+    tv.tv_usec = 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* An ETag without its weakness prefix. */
+static const char *etag_opaque(const char *etag)
+{
+    return strncmp(etag, "W/", 2) == 0 ? etag + 2 : etag;
+}
+
+/* ======================================================================
+ * Parsing: client requests, paths, ranges, settings, base responses
+ * ====================================================================== */
+
+/* tchar of RFC 9110: the characters of a token. */
+static int is_tchar(int c)
+{
+    return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Is c allowed inside a field value (VCHAR, obs-text, SP, HTAB)? */
+static int is_field_char(int c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+/* Does the comma-separated token list in value contain token? */
+static int header_has_token(const char *value, const char *token)
+{
+    size_t tl = strlen(token);
+    const char *p = value;
+
+    while (*p) {
+        const char *start, *end;
+
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        start = p;
+        while (*p && *p != ',')
+            p++;
+        end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if ((size_t)(end - start) == tl && strncasecmp(start, token, tl) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Find the end of a header block in buf[0..len): the offset just past
+ * CRLF CRLF, or 0 if it is not there yet. Leading empty lines are allowed
+ * (RFC 9112 2.2) and counted in the block.
+ */
+static size_t head_block_end(const char *buf, size_t len)
+{
+    size_t i = 0;
+
+    while (i + 1 < len && buf[i] == '\r' && buf[i + 1] == '\n')
+        i += 2;
+    for (; i + 3 < len; i++) {
+        if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' &&
+            buf[i + 3] == '\n')
+            return i + 4;
+    }
+    return 0;
+}
+
+/*
+ * Split the header lines of a block that starts at *pos and store each
+ * field through the callback. Used for requests and base responses alike:
+ * it rejects obs-fold, whitespace before the colon, bare CR or LF, NUL
+ * and control characters. Lines are NUL-terminated in place.
+ * Returns 0, or -1 for a malformed block, -2 for too many fields.
+ */
+static int head_split_fields(char *buf, size_t end, size_t pos,
+                             int (*field)(void *ctx, char *name, char *value),
+                             void *ctx)
+{
+    int count = 0;
+
+    while (pos < end) {
+        char *line = buf + pos;
+        char *eol = memchr(line, '\r', end - pos);
+        char *colon, *value, *vend;
+        char *p;
+
+        if (eol == NULL || eol + 1 >= buf + end || eol[1] != '\n')
+            return -1;
+        if (eol == line)
+            return 0;   /* the empty line that ends the block */
+        *eol = '\0';
+        pos = (size_t)(eol - buf) + 2;
+        if (line[0] == ' ' || line[0] == '\t')
+            return -1;  /* obs-fold */
+        for (p = line; p < eol; p++) {
+            if (*p == '\n' || !is_field_char((unsigned char)*p))
+                return -1;
+        }
+        colon = strchr(line, ':');
+        if (colon == NULL || colon == line)
+            return -1;
+        for (p = line; p < colon; p++) {
+            if (!is_tchar((unsigned char)*p))
+                return -1;  /* includes whitespace before the colon */
+        }
+        *colon = '\0';
+        value = colon + 1;
+        while (*value == ' ' || *value == '\t')
+            value++;
+        vend = value + strlen(value);
+        while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t'))
+            *--vend = '\0';
+        if (++count > OFFLOAD_MAX_HEADERS)
+            return -2;
+        if (field(ctx, line, value) != 0)
+            return -1;
+    }
+    return -1;
+}
+
+/* Per-field callback of request_parse(). Returns 0, or -1 to reject. */
+static int request_field(void *ctx, char *name, char *value)
+{
+    struct request *rq = ctx;
+
+    if (strcasecmp(name, "Content-Length") == 0) {
+        /* a body on GET or HEAD has no use here and invites smuggling */
+        if (parse_length(value) != 0 || rq->seen_content_length)
+            return -1;  /* a body, or a second Content-Length */
+        rq->seen_content_length = 1;
+    } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+        return -1;
+    } else if (strcasecmp(name, "Connection") == 0) {
+        if (header_has_token(value, "close"))
+            rq->keep_alive = 0;
+        else if (header_has_token(value, "keep-alive"))
+            rq->keep_alive = 1;
+    } else if (strcasecmp(name, "Range") == 0) {
+        if (rq->range != NULL)
+            return -1;
+        rq->range = value;
+    } else if (strcasecmp(name, "If-Range") == 0) {
+        rq->if_range = value;
+    } else if (strcasecmp(name, "If-None-Match") == 0) {
+        rq->if_none_match = value;
+    } else if (strcasecmp(name, "If-Modified-Since") == 0) {
+        rq->if_modified_since = value;
+    } else if (strcasecmp(name, "User-Agent") == 0) {
+        rq->user_agent = value;
+    } else if (strcasecmp(name, "Referer") == 0) {
+        rq->referer = value;
+    }
+    return 0;
+}
+
+/*
+ * Parse the request in rq->buf[0..rq->len). Returns PARSE_INCOMPLETE when
+ * the header block has not fully arrived (and is within its limits),
+ * PARSE_OK with rq's fields set, or the HTTP status to answer.
+ */
+static int request_parse(struct request *rq)
+{
+    char *line, *eol, *sp1, *sp2, *version;
+    size_t end, start = 0;
+    int rc;
+
+    if (memchr(rq->buf, '\0', rq->len) != NULL)
+        return PARSE_BAD;
+    while (start + 1 < rq->len && rq->buf[start] == '\r' &&
+           rq->buf[start + 1] == '\n')
+        start += 2;
+    line = rq->buf + start;
+    eol = memmem(line, rq->len - start, "\r\n", 2);
+    if (eol == NULL) {
+        if (rq->len - start > OFFLOAD_MAX_REQUEST_LINE)
+            return PARSE_URI_TOO_LONG;
+        /* a bare LF ends nothing: refuse it rather than wait */
+        if (memchr(line, '\n', rq->len - start) != NULL)
+            return PARSE_BAD;
+        return rq->len >= OFFLOAD_MAX_HEADER_BLOCK ? PARSE_HEADERS_TOO_LARGE
+                                                   : PARSE_INCOMPLETE;
+    }
+    if ((size_t)(eol - line) > OFFLOAD_MAX_REQUEST_LINE)
+        return PARSE_URI_TOO_LONG;
+    end = head_block_end(rq->buf, rq->len);
+    if (end == 0)
+        return rq->len >= OFFLOAD_MAX_HEADER_BLOCK ? PARSE_HEADERS_TOO_LARGE
+                                                   : PARSE_INCOMPLETE;
+    rq->head_len = end;
+
+    *eol = '\0';
+    copy_string(rq->request_line, sizeof(rq->request_line), line);
+    sp1 = strchr(line, ' ');
+    if (sp1 == NULL)
+        return PARSE_BAD;   /* HTTP/0.9 or garbage */
+    *sp1 = '\0';
+    sp2 = strchr(sp1 + 1, ' ');
+    if (sp2 == NULL)
+        return PARSE_BAD;
+    *sp2 = '\0';
+    version = sp2 + 1;
+    rq->method = line;
+    rq->target = sp1 + 1;
+    if (*rq->method == '\0' || *rq->target == '\0')
+        return PARSE_BAD;
+    for (char *p = rq->method; *p; p++) {
+        if (!is_tchar((unsigned char)*p))
+            return PARSE_BAD;
+    }
+    for (char *p = rq->target; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return PARSE_BAD;
+    }
+    if (strncmp(version, "HTTP/", 5) != 0 || !isdigit((unsigned char)version[5]) ||
+        version[6] != '.' || !isdigit((unsigned char)version[7]) ||
+        version[8] != '\0')
+        return PARSE_BAD;
+    if (version[5] != '1')
+        return PARSE_BAD_VERSION;
+    rq->http_minor = version[7] - '0';
+    rq->keep_alive = rq->http_minor >= 1;
+    rq->is_head = strcmp(rq->method, "HEAD") == 0;
+    rq->seen_content_length = 0;
+    rc = head_split_fields(rq->buf, end, (size_t)(eol - rq->buf) + 2,
+                           request_field, rq);
+    if (rc == -2)
+        return PARSE_HEADERS_TOO_LARGE;
+    if (rc != 0)
+        return PARSE_BAD;
+    return PARSE_OK;
+}
+
+/* Value of a hex digit, or -1. */
+static int hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * The one place that decides whether a request path is acceptable.
+ * target is an origin-form path without query. Writes the path to ask the
+ * base for into out (runs of '/' merged, percent-escapes kept as sent)
+ * and returns out; returns NULL when the path is unsafe or malformed:
+ * not starting with '/', a '.' or '..' segment (also when written with
+ * escapes), an escaped NUL, a bad escape, control characters, a fragment,
+ * or a result that does not fit in outsz.
+ */
+static char *path_sanitize(const char *target, char *out, size_t outsz)
+{
+    size_t o = 0;
+    const char *p = target;
+
+    if (*p != '/' || outsz < 2)
+        return NULL;
+    while (*p) {
+        /* p is at a '/': merge the run, then examine one segment */
+        char seg[4];    /* decoded start of the segment, enough for ".." */
+        size_t seglen = 0;
+        int only_dots = 1;
+
+        while (*p == '/')
+            p++;
+        if (o + 1 >= outsz)
+            return NULL;
+        out[o++] = '/';
+        while (*p && *p != '/') {
+            int c = (unsigned char)*p;
+            size_t width = 1;
+
+            if (c <= 0x20 || c == 0x7f || c == '#' || c == '?' || c == '\\')
+                return NULL;
+            if (c == '%') {
+                int hi = hex_value((unsigned char)p[1]);
+                int lo = hi < 0 ? -1 : hex_value((unsigned char)p[2]);
+                if (hi < 0 || lo < 0)
+                    return NULL;
+                c = hi * 16 + lo;
+                if (c == 0 || c == '/' || c == '\\')
+                    return NULL;
+                width = 3;
+            }
+            if (c != '.')
+                only_dots = 0;
+            if (seglen < sizeof(seg))
+                seg[seglen] = (char)c;
+            seglen++;
+            if (o + width >= outsz)
+                return NULL;
+            memcpy(out + o, p, width);
+            o += width;
+            p += width;
+        }
+        if (only_dots && (seglen == 1 || seglen == 2))
+            return NULL;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Parse one range-spec "a-b", "a-" or "-n" of length spec_len against a
+ * body of len bytes. Returns 1 and sets *r when satisfiable, 0 when
+ * syntactically valid but unsatisfiable, -1 when malformed. */
+static int range_parse_spec(const char *spec, size_t spec_len, long long len,
+                            struct byte_range *r)
+{
+    char a[24], b[24];
+    const char *dash = memchr(spec, '-', spec_len);
+    size_t al, bl;
+    long long first, last;
+
+    if (dash == NULL)
+        return -1;
+    al = (size_t)(dash - spec);
+    bl = spec_len - al - 1;
+    if (al >= sizeof(a) || bl >= sizeof(b))
+        return -1;
+    memcpy(a, spec, al);
+    a[al] = '\0';
+    memcpy(b, dash + 1, bl);
+    b[bl] = '\0';
+    if (al == 0) {
+        long long suffix = parse_length(b);
+        if (suffix < 0)
+            return -1;
+        if (suffix == 0 || len == 0)
+            return 0;
+        r->first = suffix >= len ? 0 : len - suffix;
+        r->last = len - 1;
+        return 1;
+    }
+    first = parse_length(a);
+    if (first < 0)
+        return -1;
+    if (bl == 0) {
+        last = len - 1;
+    } else {
+        last = parse_length(b);
+        if (last < 0 || last < first)
+            return -1;
+        if (last >= len)
+            last = len - 1;
+    }
+    if (first >= len)
+        return 0;
+    r->first = first;
+    r->last = last;
+    return 1;
+}
+
+/*
+ * Parse a Range header against a body of len bytes (RFC 9110 14.2).
+ * Fills up to max ranges into r and their count into *nr. Returns
+ * RANGE_OK, RANGE_UNSATISFIABLE when every spec is beyond the end, or
+ * RANGE_NONE when the header is absent, malformed, not in bytes, or has
+ * more than max specs (the whole body is then sent, as RFC 9110 allows).
+ */
+static enum range_result range_parse(const char *h, long long len,
+                                     struct byte_range *r, int max, int *nr)
+{
+    const char *p;
+    int n = 0, specs = 0;
+
+    *nr = 0;
+    if (h == NULL || strncasecmp(h, "bytes=", 6) != 0)
+        return RANGE_NONE;
+    p = h + 6;
+    for (;;) {
+        const char *start, *end;
+        int rc;
+
+        while (*p == ' ' || *p == '\t')
+            p++;
+        start = p;
+        while (*p && *p != ',')
+            p++;
+        end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end > start) {
+            if (++specs > max)
+                return RANGE_NONE;
+            rc = range_parse_spec(start, (size_t)(end - start), len, &r[n]);
+            if (rc < 0)
+                return RANGE_NONE;
+            if (rc > 0)
+                n++;
+        }
+        if (*p == '\0')
+            break;
+        p++;    /* the comma */
+    }
+    if (specs == 0)
+        return RANGE_NONE;
+    *nr = n;
+    return n > 0 ? RANGE_OK : RANGE_UNSATISFIABLE;
+}
+
+/*
+ * Does an If-Range value allow the ranges of an object with these
+ * validators? A strong ETag must equal the object's (strong) ETag; a
+ * date must equal Last-Modified exactly. Anything else does not match.
+ */
+static int if_range_matches(const char *if_range, const char *etag,
+                            const char *last_modified)
+{
+    time_t want, have;
+
+    if (if_range[0] == '"')
+        return etag[0] == '"' && strcmp(if_range, etag) == 0;
+    if (strncmp(if_range, "W/", 2) == 0)
+        return 0;
+    want = http_date_parse(if_range);
+    have = http_date_parse(last_modified);
+    return want != -1 && have != -1 && want == have;
+}
+
+/* Does an If-None-Match list match etag (weak comparison)? */
+static int if_none_match_matches(const char *list, const char *etag)
+{
+    const char *want = etag_opaque(etag);
+    size_t wl = strlen(want);
+    const char *p = list;
+
+    if (*etag == '\0')
+        return 0;
+    while (*p) {
+        const char *start, *end;
+
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        start = p;
+        while (*p && *p != ',')
+            p++;
+        end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end - start == 1 && *start == '*')
+            return 1;
+        if (end - start > 2 && strncmp(start, "W/", 2) == 0)
+            start += 2;
+        if ((size_t)(end - start) == wl && strncmp(start, want, wl) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Parse a port number "1".."65535" into out. Returns 0 or -1. */
+static int port_parse(const char *s, char *out, size_t outsz)
+{
+    long long v = parse_length(s);
+
+    if (v < 1 || v > 65535 || strlen(s) >= outsz)
+        return -1;
+    snprintf(out, outsz, "%lld", v);
+    return 0;
+}
+
+/*
+ * Split "host:port", "[v6]:port" or "*:port" into host and port. An
+ * empty or '*' host means every IPv4 address. Returns 0 or -1.
+ */
+static int listen_parse(const char *s, struct listen_spec *ls)
+{
+    const char *colon;
+    size_t hl;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        hl = (size_t)(close - s - 1);
+        if (hl == 0 || hl >= sizeof(ls->host))
+            return -1;
+        memcpy(ls->host, s + 1, hl);
+        ls->host[hl] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return -1;
+        hl = (size_t)(colon - s);
+        if (hl >= sizeof(ls->host) || memchr(s, ':', hl) != NULL)
+            return -1;
+        memcpy(ls->host, s, hl);
+        ls->host[hl] = '\0';
+        if (strcmp(ls->host, "*") == 0 || hl == 0)
+            strcpy(ls->host, "0.0.0.0");
+    }
+    return port_parse(colon + 1, ls->port, sizeof(ls->port));
+}
+
+/*
+ * Parse the base URL "http://host[:port][/prefix]" into cfg. Returns 0,
+ * or -1 with *why set to what is wrong.
+ */
+static int base_url_parse(const char *url, struct settings *cfg,
+                          const char **why)
+{
+    const char *h, *hend, *path;
+    size_t hl;
+
+    if (copy_string(cfg->base_url, sizeof(cfg->base_url), url) != 0) {
+        *why = "too long";
+        return -1;
+    }
+    if (strncasecmp(url, "http://", 7) != 0) {
+        *why = strncasecmp(url, "https://", 8) == 0
+                   ? "https is not supported; give the base's http:// address"
+                   : "must start with http://";
+        return -1;
+    }
+    h = url + 7;
+    path = strchr(h, '/');
+    if (path == NULL)
+        path = h + strlen(h);
+    if (memchr(h, '?', (size_t)(path - h)) || memchr(h, '@', (size_t)(path - h)) ||
+        strchr(path, '?') || strchr(path, '#')) {
+        *why = "must not contain user info, a query or a fragment";
+        return -1;
+    }
+    hl = (size_t)(path - h);
+    if (hl == 0 || hl >= sizeof(cfg->base_authority)) {
+        *why = "has no host";
+        return -1;
+    }
+    memcpy(cfg->base_authority, h, hl);
+    cfg->base_authority[hl] = '\0';
+    strcpy(cfg->base_port, "80");
+    if (h[0] == '[') {
+        hend = memchr(h, ']', hl);
+        if (hend == NULL || hend == h + 1) {
+            *why = "has a malformed IPv6 address";
+            return -1;
+        }
+        memcpy(cfg->base_host, h + 1, (size_t)(hend - h - 1));
+        cfg->base_host[hend - h - 1] = '\0';
+        hend++;
+    } else {
+        hend = memchr(h, ':', hl);
+        if (hend == NULL)
+            hend = path;
+        if (hend == h || (size_t)(hend - h) >= sizeof(cfg->base_host)) {
+            *why = "has no host";
+            return -1;
+        }
+        memcpy(cfg->base_host, h, (size_t)(hend - h));
+        cfg->base_host[hend - h] = '\0';
+    }
+    for (const char *p = cfg->base_host; *p; p++) {
+        if (!isalnum((unsigned char)*p) && !strchr(".-:_", *p)) {
+            *why = "has a malformed host name";
+            return -1;
+        }
+    }
+    if (hend < path) {
+        char port[8];
+        size_t pl = (size_t)(path - hend - 1);
+        if (*hend != ':' || pl == 0 || pl >= sizeof(port)) {
+            *why = "has a malformed port";
+            return -1;
+        }
+        memcpy(port, hend + 1, pl);
+        port[pl] = '\0';
+        if (port_parse(port, cfg->base_port, sizeof(cfg->base_port)) != 0) {
+            *why = "has a malformed port";
+            return -1;
+        }
+    }
+    if (copy_string(cfg->base_prefix, sizeof(cfg->base_prefix), path) != 0) {
+        *why = "too long";
+        return -1;
+    }
+    hl = strlen(cfg->base_prefix);
+    while (hl > 0 && cfg->base_prefix[hl - 1] == '/')
+        cfg->base_prefix[--hl] = '\0';
+    return 0;
+}
+
+/* Copy a base header value into a fixed field; too long is an error. */
+static int base_value(char *dst, size_t dstsz, const char *value)
+{
+    return copy_string(dst, dstsz, value);
+}
+
+/* Per-field callback of base_response_parse(). Returns 0 or -1. */
+static int base_field(void *ctx, char *name, char *value)
+{
+    struct base_response *br = ctx;
+
+    if (strcasecmp(name, "Content-Length") == 0) {
+        long long v = parse_length(value);
+        if (v < 0 || (br->content_length >= 0 && br->content_length != v))
+            return -1;
+        br->content_length = v;
+    } else if (strcasecmp(name, "ETag") == 0) {
+        return base_value(br->etag, sizeof(br->etag), value);
+    } else if (strcasecmp(name, "Last-Modified") == 0) {
+        return base_value(br->last_modified, sizeof(br->last_modified), value);
+    } else if (strcasecmp(name, "Content-Type") == 0) {
+        return base_value(br->content_type, sizeof(br->content_type), value);
+    } else if (strcasecmp(name, "Content-Range") == 0) {
+        return base_value(br->content_range, sizeof(br->content_range), value);
+    } else if (strcasecmp(name, "Location") == 0) {
+        return base_value(br->location, sizeof(br->location), value);
+    } else if (strcasecmp(name, "WWW-Authenticate") == 0) {
+        br->www_authenticate = 1;
+    } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+        br->chunked = 1;    /* any coding: not a plain, countable body */
+    } else if (strcasecmp(name, "Connection") == 0) {
+        if (header_has_token(value, "close"))
+            br->keep_alive = 0;
+        else if (header_has_token(value, "keep-alive"))
+            br->keep_alive = 1;
+    }
+    return 0;
+}
+
+/*
+ * Parse the response head in br->buf[0..br->len). Returns 0 with br's
+ * fields set, 1 when incomplete (and within limits), -1 when malformed
+ * or too large.
+ */
+static int base_response_parse(struct base_response *br)
+{
+    char *eol;
+    size_t end;
+    const char *s = br->buf;
+
+    end = head_block_end(br->buf, br->len);
+    if (end == 0)
+        return br->len >= OFFLOAD_MAX_HEADER_BLOCK ? -1 : 1;
+    if (memchr(br->buf, '\0', end) != NULL)
+        return -1;
+    br->head_len = end;
+    eol = memmem(br->buf, end, "\r\n", 2);
+    *eol = '\0';
+    if (strncmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') ||
+        s[8] != ' ' || !isdigit((unsigned char)s[9]) ||
+        !isdigit((unsigned char)s[10]) || !isdigit((unsigned char)s[11]) ||
+        (s[12] != ' ' && s[12] != '\0'))
+        return -1;
+    br->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
+    if (br->status < 100)
+        return -1;
+    br->keep_alive = s[7] == '1';
+    br->content_length = -1;
+    br->etag[0] = br->last_modified[0] = br->content_type[0] = '\0';
+    br->content_range[0] = br->location[0] = '\0';
+    br->www_authenticate = br->chunked = 0;
+    return head_split_fields(br->buf, end, (size_t)(eol - br->buf) + 2,
+                             base_field, br) == 0 ? 0 : -1;
+}
+
+/* ======================================================================
+ * Cache
+ *
+ * One file per object: a metadata block of OFFLOAD_META_SIZE bytes (text
+ * lines "name value", NUL padded) followed by the body. The file's name
+ * is a hash of the key (base authority + path) under a two-level fan-out:
+ *   CACHEDIR/ab/cd/abcd0123456789ef        complete, published copy
+ *   CACHEDIR/ab/cd/abcd0123456789ef.part   copy being fetched
+ *   CACHEDIR/ab/cd/abcd0123456789ef.lock   flock()ed by the fetcher
+ * A copy is fetched into .part and renamed over the final name only when
+ * its length checks out, so a partial copy never appears under it.
+ * ====================================================================== */
+
+/*
+ * Fill obj's key and file names for a path (as asked of the base).
+ * The name is crc32 and adler32 of the key; a collision only makes two
+ * objects share a slot (the key in the metadata tells them apart).
+ * Returns 0, or -1 if a name would not fit.
+ */
+static int cache_object_init(struct object *obj, const char *path)
+{
+    uLong crc, adler;
+    char hex[HEX_KEY_LEN + 1];
+    int n;
+
+    memset(obj, 0, sizeof(*obj));
+    obj->fd = obj->lock_fd = obj->notify_fd = -1;
+    n = snprintf(obj->key, sizeof(obj->key), "%s%s", g_cfg.base_authority,
+                 path);
+    if (n < 0 || (size_t)n >= sizeof(obj->key))
+        return -1;
+    crc = crc32(0L, (const Bytef *)obj->key, (uInt)n);
+    adler = adler32(1L, (const Bytef *)obj->key, (uInt)n);
+    snprintf(hex, sizeof(hex), "%08lx%08lx", crc & 0xffffffffUL,
+             adler & 0xffffffffUL);
+    n = snprintf(obj->dir, sizeof(obj->dir), "%s/%.2s/%.2s", g_cfg.cache_dir,
+                 hex, hex + 2);
+    if (n < 0 || (size_t)n >= sizeof(obj->dir) - HEX_KEY_LEN - 8)
+        return -1;
+    snprintf(obj->path, sizeof(obj->path), "%s/%s", obj->dir, hex);
+    snprintf(obj->part_path, sizeof(obj->part_path), "%s.part", obj->path);
+    snprintf(obj->lock_path, sizeof(obj->lock_path), "%s.lock", obj->path);
+    return 0;
+}
+
+/* Close whatever obj holds open. */
+static void cache_object_close(struct object *obj)
+{
+    if (obj->fd >= 0)
+        close(obj->fd);
+    if (obj->lock_fd >= 0)
+        close(obj->lock_fd);
+    if (obj->notify_fd >= 0)
+        close(obj->notify_fd);
+    obj->fd = obj->lock_fd = obj->notify_fd = -1;
+    obj->growing = 0;
+}
+
+/* Create obj's fan-out directories. Returns 0 or -1 with errno set. */
+static int cache_make_dirs(const struct object *obj)
+{
+    char d[PATH_MAX];
+    size_t len = strlen(obj->dir);
+
+    memcpy(d, obj->dir, len + 1);
+    d[len - 3] = '\0';  /* CACHEDIR/ab */
+    if (mkdir(d, 0755) != 0 && errno != EEXIST)
+        return -1;
+    if (mkdir(obj->dir, 0755) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+/* Write m as a metadata block into block[OFFLOAD_META_SIZE]. Returns 0,
+ * or -1 if it does not fit. */
+static int meta_encode(const struct object_meta *m, char *block)
+{
+    int n;
+
+    memset(block, 0, OFFLOAD_META_SIZE);
+    n = snprintf(block, OFFLOAD_META_SIZE,
+                 "%s\nkey %s\netag %s\nlast-modified %s\nlength %lld\n"
+                 "type %s\ncrc32 %08lx\nstate %s\n\n",
+                 CACHE_MAGIC, m->key, m->etag, m->last_modified, m->length,
+                 m->content_type, m->crc32 & 0xffffffffUL,
+                 m->complete ? "complete" : "partial");
+    return n < 0 || n >= OFFLOAD_META_SIZE ? -1 : 0;
+}
+
+/* Parse a metadata block. Returns 0, or -1 if it is not one. */
+static int meta_decode(const char *block, size_t len, struct object_meta *m)
+{
+    char copy[OFFLOAD_META_SIZE + 1];
+    char *line, *next;
+    int have_key = 0, have_length = 0, have_state = 0;
+
+    if (len < sizeof(CACHE_MAGIC) || memcmp(block, CACHE_MAGIC "\n",
+                                            sizeof(CACHE_MAGIC)) != 0)
+        return -1;
+    if (len > OFFLOAD_META_SIZE)
+        len = OFFLOAD_META_SIZE;
+    memcpy(copy, block, len);
+    copy[len] = '\0';
+    memset(m, 0, sizeof(*m));
+    m->length = -1;
+    line = copy + sizeof(CACHE_MAGIC);
+    for (; line != NULL && *line != '\n' && *line != '\0'; line = next) {
+        char *sp;
+
+        next = strchr(line, '\n');
+        if (next == NULL)
+            return -1;
+        *next++ = '\0';
+        sp = strchr(line, ' ');
+        if (sp == NULL)
+            return -1;
+        *sp++ = '\0';
+        if (strcmp(line, "key") == 0) {
+            have_key = copy_string(m->key, sizeof(m->key), sp) == 0;
+        } else if (strcmp(line, "etag") == 0) {
+            copy_string(m->etag, sizeof(m->etag), sp);
+        } else if (strcmp(line, "last-modified") == 0) {
+            copy_string(m->last_modified, sizeof(m->last_modified), sp);
+        } else if (strcmp(line, "type") == 0) {
+            copy_string(m->content_type, sizeof(m->content_type), sp);
+        } else if (strcmp(line, "length") == 0) {
+            m->length = parse_length(sp);
+            have_length = m->length >= 0;
+        } else if (strcmp(line, "crc32") == 0) {
+            m->crc32 = strtoul(sp, NULL, 16);
+        } else if (strcmp(line, "state") == 0) {
+            m->complete = strcmp(sp, "complete") == 0;
+            have_state = 1;
+        }
+    }
+    return have_key && have_length && have_state ? 0 : -1;
+}
+
+/* Describe the version the base announced, for object key. */
+static void meta_from_base(struct object_meta *m, const char *key,
+                           const struct base_response *br)
+{
+    memset(m, 0, sizeof(*m));
+    copy_string(m->key, sizeof(m->key), key);
+    copy_string(m->etag, sizeof(m->etag), br->etag);
+    copy_string(m->last_modified, sizeof(m->last_modified), br->last_modified);
+    copy_string(m->content_type, sizeof(m->content_type), br->content_type);
+    m->length = br->content_length;
+}
+
+/*
+ * Is the stored version m the one the base describes? All validators
+ * must be equal: ETag (compared without W/), Last-Modified and length.
+ * Storing and comparing all three is what keeps a changed file with an
+ * unchanged ETag (e.g. FileETag MTime alone) from being served stale.
+ */
+static int meta_matches(const struct object_meta *m, const char *key,
+                        const struct object_meta *want)
+{
+    return strcmp(m->key, key) == 0 && m->length == want->length &&
+           strcmp(etag_opaque(m->etag), etag_opaque(want->etag)) == 0 &&
+           strcmp(m->last_modified, want->last_modified) == 0;
+}
+
+/* Read and decode the metadata block of an open cache file. Returns 0,
+ * or -1 if it is missing or malformed. */
+static int meta_read(int fd, struct object_meta *m)
+{
+    char block[OFFLOAD_META_SIZE];
+    ssize_t n = pread(fd, block, sizeof(block), 0);
+
+    if (n < (ssize_t)sizeof(CACHE_MAGIC))
+        return -1;
+    return meta_decode(block, (size_t)n, m);
+}
+
+/*
+ * Open the complete copy of obj if it is the version want describes.
+ * Returns 0 with obj->fd and obj->meta set, or -1 (no current copy).
+ */
+static int cache_open_complete(struct object *obj,
+                               const struct object_meta *want)
+{
+    struct stat st;
+    int fd = open(obj->path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -1;
+    if (meta_read(fd, &obj->meta) != 0 || !obj->meta.complete ||
+        !meta_matches(&obj->meta, obj->key, want) || fstat(fd, &st) != 0 ||
+        st.st_size != OFFLOAD_META_SIZE + obj->meta.length) {
+        close(fd);
+        return -1;
+    }
+    obj->fd = fd;
+    obj->growing = 0;
+    return 0;
+}
+
+/*
+ * Open the copy being fetched, if it is of the version want describes,
+ * for streaming while it grows. Returns 0 with obj->fd, obj->lock_fd and
+ * obj->meta set, or -1.
+ */
+static int cache_open_part(struct object *obj, const struct object_meta *want)
+{
+    int fd = open(obj->part_path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -1;
+    if (meta_read(fd, &obj->meta) != 0 ||
+        !meta_matches(&obj->meta, obj->key, want)) {
+        close(fd);
+        return -1;
+    }
+    obj->lock_fd = open(obj->lock_path, O_RDONLY | O_CLOEXEC);
+    if (obj->lock_fd < 0) {
+        close(fd);
+        return -1;
+    }
+    obj->fd = fd;
+    obj->growing = 1;
+    return 0;
+}
+
+/*
+ * Try to become obj's fetcher. Returns a descriptor holding the exclusive
+ * flock() (released by the kernel whenever its holder dies), -2 if
+ * another process holds it, or -1 on an error (errno set).
+ */
+static int cache_lock_fetch(struct object *obj)
+{
+    int fd;
+
+    if (cache_make_dirs(obj) != 0)
+        return -1;
+    fd = open(obj->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int busy = errno == EWOULDBLOCK;
+        close(fd);
+        return busy ? -2 : -1;
+    }
+    return fd;
+}
+
+/* Is obj's fetcher gone (its lock free)? Needs obj->lock_fd. */
+static int cache_fetcher_gone(const struct object *obj)
+{
+    if (flock(obj->lock_fd, LOCK_SH | LOCK_NB) != 0)
+        return 0;
+    flock(obj->lock_fd, LOCK_UN);   /* never keep a fetcher out */
+    return 1;
+}
+
+/*
+ * As the fetcher (lock held), prepare the .part file for want. A .part
+ * left by a fetcher that died, of the same version, is resumed: *offset
+ * and *crc then cover the bytes already there. Otherwise a new .part is
+ * written under a temporary name and renamed into place, so readers
+ * never see one without its metadata. Returns an O_RDWR descriptor, or
+ * -1 with errno set.
+ */
+static int cache_create_part(struct object *obj, const struct object_meta *want,
+                             long long *offset, uLong *crc)
+{
+    char tmp[PATH_MAX + 64];
+    char block[OFFLOAD_META_SIZE];
+    struct object_meta old;
+    struct stat st;
+    int fd;
+
+    *offset = 0;
+    *crc = crc32(0L, Z_NULL, 0);
+    fd = open(obj->part_path, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        if (meta_read(fd, &old) == 0 && meta_matches(&old, obj->key, want) &&
+            fstat(fd, &st) == 0 && st.st_size > OFFLOAD_META_SIZE &&
+            st.st_size <= OFFLOAD_META_SIZE + want->length) {
+            /* resume: the CRC must cover what is already there */
+            long long done = st.st_size - OFFLOAD_META_SIZE;
+            long long pos = 0;
+            char buf[OFFLOAD_IO_BUFFER];
+            while (pos < done) {
+                size_t want_n = (size_t)(done - pos < (long long)sizeof(buf)
+                                             ? done - pos : (long long)sizeof(buf));
+                ssize_t n = pread(fd, buf, want_n, OFFLOAD_META_SIZE + pos);
+                if (n <= 0)
+                    break;
+                *crc = crc32(*crc, (const Bytef *)buf, (uInt)n);
+                pos += n;
+            }
+            if (pos == done) {
+                *offset = done;
+                return fd;
+            }
+            *crc = crc32(0L, Z_NULL, 0);
+        }
+        close(fd);
+    }
+    if (meta_encode(want, block) != 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", obj->path, (long)getpid());
+    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    if (write_all(fd, block, sizeof(block)) != 0 ||
+        rename(tmp, obj->part_path) != 0) {
+        int saved = errno;
+        close(fd);
+        unlink(tmp);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+/*
+ * As the fetcher, publish a fully written .part: store the final
+ * metadata and rename it over the complete copy's name. Returns 0, or -1
+ * (the .part is then removed).
+ */
+static int cache_publish(struct object *obj, int fd, struct object_meta *m)
+{
+    char block[OFFLOAD_META_SIZE];
+
+    m->complete = 1;
+    if (meta_encode(m, block) != 0 ||
+        pwrite(fd, block, sizeof(block), 0) != (ssize_t)sizeof(block) ||
+        rename(obj->part_path, obj->path) != 0) {
+        log_msg("error", "cannot publish %s: %s", obj->key, strerror(errno));
+        unlink(obj->part_path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Remove obj's complete copy (the base said it is gone). */
+static void cache_remove(const struct object *obj)
+{
+    if (unlink(obj->path) == 0)
+        log_msg("info", "removed %s from the cache", obj->key);
+}
+
+/*
+ * Wait until obj's file holds at least `need` bytes. Readers of a copy
+ * being fetched are woken by inotify as the fetcher writes; the timed
+ * wait only re-checks that the fetcher is still alive. Returns 0, or -1
+ * if the fetcher went away without writing them (died, or gave up and
+ * removed the copy) or nothing arrived for the configured timeout.
+ */
+static int object_wait(struct object *obj, long long need)
+{
+    long long idle_since = now_ms();
+    long long last_size = -1;
+
+    for (;;) {
+        struct stat st;
+        struct pollfd pfd;
+        char events[4096];
+
+        if (fstat(obj->fd, &st) != 0)
+            return -1;
+        if (st.st_size >= need)
+            return 0;
+        if (!obj->growing)
+            return -1;
+        if (st.st_size != last_size) {
+            last_size = st.st_size;
+            idle_since = now_ms();
+        }
+        if (obj->notify_fd < 0) {
+            char proc[64];
+            obj->notify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+            if (obj->notify_fd < 0)
+                return -1;
+            snprintf(proc, sizeof(proc), "/proc/self/fd/%d", obj->fd);
+            if (inotify_add_watch(obj->notify_fd, proc,
+                                  IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB |
+                                      IN_DELETE_SELF | IN_MOVE_SELF) < 0)
+                return -1;
+            continue;   /* re-check: bytes may have come before the watch */
+        }
+        if (cache_fetcher_gone(obj)) {
+            if (fstat(obj->fd, &st) == 0 && st.st_size >= need)
+                return 0;
+            return -1;
+        }
+        if (now_ms() - idle_since > (long long)g_cfg.timeout * 1000)
+            return -1;
+        pfd.fd = obj->notify_fd;
+        pfd.events = POLLIN;
+        if (poll(&pfd, 1, OFFLOAD_FOLLOW_CHECK_MS) > 0) {
+            while (read(obj->notify_fd, events, sizeof(events)) > 0) {
+                /* drain: one check covers them all */
+            }
+        }
+    }
+}
+
+/* ======================================================================
+ * Talking to the base server
+ * ====================================================================== */
+
+static char g_via_host[128] = "offload";  /* pseudonym in our Via header */
+
+/* Connect to the base (--base-address, or the URL's host) with the
+ * configured timeout. Returns a blocking socket with I/O timeouts set,
+ * or -1 with errno set (ETIMEDOUT when the connect timed out). */
+static int base_connect(void)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    const char *host = g_cfg.base_address[0] ? g_cfg.base_address
+                                             : g_cfg.base_host;
+    int fd = -1, saved = ECONNREFUSED;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    if (getaddrinfo(host, g_cfg.base_port, &hints, &res) != 0) {
+        errno = EHOSTUNREACH;
+        return -1;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        struct pollfd pfd;
+        int err = 0;
+        socklen_t elen = sizeof(err);
+
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            saved = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            if (errno != EINPROGRESS) {
+                saved = errno;
+                goto next;
+            }
+            pfd.fd = fd;
+            pfd.events = POLLOUT;
+            if (poll(&pfd, 1, g_cfg.timeout * 1000) <= 0) {
+                saved = ETIMEDOUT;
+                goto next;
+            }
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err) {
+                saved = err ? err : errno;
+                goto next;
+            }
+        }
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        socket_set_timeouts(fd, g_cfg.timeout);
+        freeaddrinfo(res);
+        return fd;
+    next:
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    errno = saved;
+    return -1;
+}
+
+/*
+ * Send a request for path to the base on fd. extra holds further header
+ * lines (each ending in CRLF) or is empty. Returns 0 or -1.
+ */
+static int base_send(int fd, const char *method, const char *path,
+                     const char *client_addr, int keep_alive, const char *extra)
+{
+    char req[OFFLOAD_MAX_PATH + 2048];
+    int n;
+
+    n = snprintf(req, sizeof(req),
+                 "%s %s HTTP/1.1\r\n"
+                 "Host: %s\r\n"
+                 "User-Agent: " SERVER_NAME "\r\n"
+                 OFFLOAD_BYPASS_HEADER ": true\r\n"
+                 "X-Forwarded-For: %s\r\n"
+                 "Via: 1.1 %s (" SERVER_NAME ")\r\n"
+                 "Connection: %s\r\n"
+                 "%s\r\n",
+                 method, path, g_cfg.base_authority, client_addr, g_via_host,
+                 keep_alive ? "keep-alive" : "close", extra);
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return write_all(fd, req, (size_t)n);
+}
+
+/* Read and parse a response head from the base. Bytes after the head
+ * (the start of a body) stay in br->buf. Returns 0, or -1 (errno EAGAIN
+ * on a timeout, EPROTO when malformed, ECONNRESET when it closed). */
+static int base_read_head(int fd, struct base_response *br)
+{
+    br->len = 0;
+    for (;;) {
+        ssize_t n = read(fd, br->buf + br->len,
+                         OFFLOAD_MAX_HEADER_BLOCK - br->len);
+        int rc;
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EWOULDBLOCK)
+                errno = EAGAIN;
+            return -1;
+        }
+        if (n == 0) {
+            errno = ECONNRESET;
+            return -1;
+        }
+        br->len += (size_t)n;
+        br->buf[br->len] = '\0';
+        rc = base_response_parse(br);
+        if (rc == 0)
+            return 0;
+        if (rc < 0) {
+            errno = EPROTO;
+            return -1;
+        }
+    }
+}
+
+/*
+ * HEAD path at the base on the child's kept-alive connection (opening
+ * one when there is none, and retrying once on a fresh one when a reused
+ * connection fails before answering). Returns 0 with br filled, or -1
+ * with errno set.
+ */
+static int base_head(const char *path, const char *client_addr,
+                     struct base_response *br)
+{
+    int attempt;
+
+    for (attempt = 0; attempt < 2; attempt++) {
+        int reused = g_base_fd >= 0;
+
+        if (!reused && (g_base_fd = base_connect()) < 0)
+            return -1;
+        if (base_send(g_base_fd, "HEAD", path, client_addr, 1, "") == 0 &&
+            base_read_head(g_base_fd, br) == 0) {
+            /* a HEAD answer has no body: anything more means the base
+             * cannot be trusted to keep the connection in step */
+            if (!br->keep_alive || br->len != br->head_len) {
+                close(g_base_fd);
+                g_base_fd = -1;
+            }
+            return 0;
+        }
+        close(g_base_fd);
+        g_base_fd = -1;
+        if (!reused || errno == EAGAIN)
+            return -1;
+    }
+    return -1;
+}
+
+/* ======================================================================
+ * Answering clients
+ * ====================================================================== */
+
+/* Reason phrase of a status code. */
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 410: return "Gone";
+    case 412: return "Precondition Failed";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default:  return "Unknown";
+    }
+}
+
+/*
+ * Write a response head: status line, Date, Server, the extra header
+ * lines (each ending in CRLF), Connection, and the blank line. Records
+ * the status for the access log. Returns 0 or -1.
+ */
+static int send_head(int cfd, struct request *rq, int status, const char *extra)
+{
+    char head[8192];
+    char date[64];
+    int n;
+
+    http_date(time(NULL), date, sizeof(date));
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: " SERVER_NAME "\r\n"
+                 "%sConnection: %s\r\n\r\n",
+                 status, status_reason(status), date, extra,
+                 rq->keep_alive ? "keep-alive" : "close");
+    rq->status = status;
+    if (n < 0 || (size_t)n >= sizeof(head))
+        return -1;
+    return write_all(cfd, head, (size_t)n);
+}
+
+/*
+ * The one place where error and short answers are written: status,
+ * optional extra header lines, and text as a short text/plain body
+ * (none for HEAD). Client errors that leave the connection in doubt
+ * close it. Returns 0 or -1.
+ */
+static int send_error(int cfd, struct request *rq, int status,
+                      const char *extra, const char *text)
+{
+    char hdr[OFFLOAD_MAX_PATH + 512];
+    size_t tl = strlen(text);
+
+    if (status == 400 || status == 408 || status == 414 || status == 431 ||
+        status == 505 || status >= 500)
+        rq->keep_alive = 0;
+    snprintf(hdr, sizeof(hdr),
+             "%sContent-Type: text/plain; charset=utf-8\r\n"
+             "Content-Length: %zu\r\n",
+             extra ? extra : "", tl + 1);
+    if (send_head(cfd, rq, status, hdr) != 0)
+        return -1;
+    if (rq->is_head || rq->method == NULL)
+        return 0;
+    rq->body_sent = (long long)tl + 1;
+    if (write_all(cfd, text, tl) != 0 || write_all(cfd, "\n", 1) != 0)
+        return -1;
+    return 0;
+}
+
+/*
+ * Send bytes [first, last] of obj's body to the client with sendfile(),
+ * waiting for bytes of a copy still being fetched. Returns 0, or -1 when
+ * the client or the fetch failed (the caller closes the connection, so a
+ * short body is never taken for a whole one).
+ */
+static int send_object_range(int cfd, struct request *rq, struct object *obj,
+                             long long first, long long last)
+{
+    long long off = first;
+
+    while (off <= last) {
+        struct stat st;
+        long long avail;
+        off_t pos = OFFLOAD_META_SIZE + off;
+        size_t chunk;
+        ssize_t n;
+
+        if (fstat(obj->fd, &st) != 0)
+            return -1;
+        avail = st.st_size - OFFLOAD_META_SIZE;
+        if (avail <= off) {
+            if (object_wait(obj, OFFLOAD_META_SIZE + off + 1) != 0)
+                return -1;
+            continue;
+        }
+        if (avail > last + 1)
+            avail = last + 1;
+        chunk = (size_t)(avail - off);
+        if (chunk > OFFLOAD_SENDFILE_CHUNK)
+            chunk = OFFLOAD_SENDFILE_CHUNK;
+        n = sendfile(cfd, obj->fd, &pos, chunk);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0)
+            return -1;
+        off += n;
+        rq->body_sent += n;
+    }
+    return 0;
+}
+
+/* Common entity headers of an object into buf. */
+static void object_headers(const struct object_meta *m, char *buf, size_t sz)
+{
+    size_t n = 0;
+
+    if (m->etag[0])
+        n += (size_t)snprintf(buf + n, sz - n, "ETag: %s\r\n", m->etag);
+    if (m->last_modified[0] && n < sz)
+        n += (size_t)snprintf(buf + n, sz - n, "Last-Modified: %s\r\n",
+                              m->last_modified);
+    if (n < sz)
+        snprintf(buf + n, sz - n, "Accept-Ranges: bytes\r\n");
+}
+
+/* Is the client's cached copy current (If-None-Match, If-Modified-Since)? */
+static int request_not_modified(const struct request *rq,
+                                const struct object_meta *m)
+{
+    if (rq->if_none_match != NULL)
+        return if_none_match_matches(rq->if_none_match, m->etag);
+    if (rq->if_modified_since != NULL && m->last_modified[0]) {
+        time_t ims = http_date_parse(rq->if_modified_since);
+        time_t lm = http_date_parse(m->last_modified);
+        return ims != -1 && lm != -1 && lm <= ims;
+    }
+    return 0;
+}
+
+/*
+ * Answer rq from obj (complete or growing): 304, 416, 206 single or
+ * multipart/byteranges, or 200. Returns 0, or -1 to close the connection.
+ */
+static int serve_object(int cfd, struct request *rq, struct object *obj)
+{
+    const struct object_meta *m = &obj->meta;
+    const char *type = m->content_type[0] ? m->content_type
+                                          : "application/octet-stream";
+    struct byte_range r[OFFLOAD_MAX_RANGES];
+    char ent[1024], hdr[2048];
+    enum range_result rr = RANGE_NONE;
+    int nr = 0, i;
+
+    object_headers(m, ent, sizeof(ent));
+    if (request_not_modified(rq, m))
+        return send_head(cfd, rq, 304, ent);
+    if (rq->range != NULL &&
+        (rq->if_range == NULL ||
+         if_range_matches(rq->if_range, m->etag, m->last_modified)))
+        rr = range_parse(rq->range, m->length, r, OFFLOAD_MAX_RANGES, &nr);
+
+    if (rr == RANGE_UNSATISFIABLE) {
+        snprintf(hdr, sizeof(hdr), "%sContent-Range: bytes */%lld\r\n", ent,
+                 m->length);
+        return send_error(cfd, rq, 416, hdr, "Range not satisfiable.");
+    }
+    if (rr == RANGE_NONE) {
+        snprintf(hdr, sizeof(hdr), "%sContent-Type: %s\r\nContent-Length: %lld\r\n",
+                 ent, type, m->length);
+        if (send_head(cfd, rq, 200, hdr) != 0)
+            return -1;
+        if (rq->is_head || m->length == 0)
+            return 0;
+        return send_object_range(cfd, rq, obj, 0, m->length - 1);
+    }
+    if (nr == 1) {
+        snprintf(hdr, sizeof(hdr),
+                 "%sContent-Type: %s\r\nContent-Range: bytes %lld-%lld/%lld\r\n"
+                 "Content-Length: %lld\r\n",
+                 ent, type, r[0].first, r[0].last, m->length,
+                 r[0].last - r[0].first + 1);
+        if (send_head(cfd, rq, 206, hdr) != 0)
+            return -1;
+        if (rq->is_head)
+            return 0;
+        return send_object_range(cfd, rq, obj, r[0].first, r[0].last);
+    } else {
+        char boundary[40], part[2][600];
+        long long total = 0;
+
+        snprintf(boundary, sizeof(boundary), "%08lx%08lx",
+                 (unsigned long)getpid(), (unsigned long)now_ms());
+        for (i = 0; i < nr; i++) {
+            int pl = snprintf(part[0], sizeof(part[0]),
+                              "\r\n--%s\r\nContent-Type: %s\r\n"
+                              "Content-Range: bytes %lld-%lld/%lld\r\n\r\n",
+                              boundary, type, r[i].first, r[i].last, m->length);
+            total += pl + (r[i].last - r[i].first + 1);
+        }
+        total += (long long)snprintf(part[1], sizeof(part[1]), "\r\n--%s--\r\n",
+                                     boundary);
+        snprintf(hdr, sizeof(hdr),
+                 "%sContent-Type: multipart/byteranges; boundary=%s\r\n"
+                 "Content-Length: %lld\r\n",
+                 ent, boundary, total);
+        if (send_head(cfd, rq, 206, hdr) != 0)
+            return -1;
+        if (rq->is_head)
+            return 0;
+        for (i = 0; i < nr; i++) {
+            int pl = snprintf(part[0], sizeof(part[0]),
+                              "\r\n--%s\r\nContent-Type: %s\r\n"
+                              "Content-Range: bytes %lld-%lld/%lld\r\n\r\n",
+                              boundary, type, r[i].first, r[i].last, m->length);
+            if (write_all(cfd, part[0], (size_t)pl) != 0 ||
+                send_object_range(cfd, rq, obj, r[i].first, r[i].last) != 0)
+                return -1;
+            rq->body_sent += pl;
+        }
+        if (write_all(cfd, part[1], strlen(part[1])) != 0)
+            return -1;
+        rq->body_sent += (long long)strlen(part[1]);
+        return 0;
+    }
+}
+
+/* ======================================================================
+ * Fetching into the cache, and passing through without it
+ * ====================================================================== */
+
+/*
+ * In the fetcher process (obj's lock held): GET path from the base into
+ * the .part open on fd, starting at offset (resume), check it against
+ * want and publish it. On any failure the .part is removed, so readers
+ * waiting for more bytes see the fetcher gone and close their clients
+ * short. Returns 0 or -1.
+ */
+static int fetch_object(struct object *obj, int fd, struct object_meta *want,
+                        const char *path, const char *client_addr,
+                        long long offset, uLong crc)
+{
+    static struct base_response br;
+    static char buf[OFFLOAD_IO_BUFFER];
+    char extra[3 * OFFLOAD_MAX_VALIDATOR];
+    const char *why = NULL;
+    size_t n = 0;
+    int bfd = -1, rc = -1;
+
+    /* If-Match turns a file that changed since the HEAD into a 412
+     * instead of bytes of another version */
+    if (want->etag[0] == '"')
+        n = (size_t)snprintf(extra, sizeof(extra), "If-Match: %s\r\n",
+                             want->etag);
+    else
+        extra[0] = '\0';
+    if (offset > 0)
+        snprintf(extra + n, sizeof(extra) - n,
+                 "Range: bytes=%lld-\r\nIf-Range: %s\r\n", offset,
+                 want->etag[0] == '"' ? want->etag : want->last_modified);
+    bfd = base_connect();
+    if (bfd < 0 || base_send(bfd, "GET", path, client_addr, 0, extra) != 0 ||
+        base_read_head(bfd, &br) != 0) {
+        why = strerror(errno);
+        goto out;
+    }
+    if (br.status == 200 && offset > 0) {
+        /* the base ignored the range: start over */
+        offset = 0;
+        crc = crc32(0L, Z_NULL, 0);
+        if (ftruncate(fd, OFFLOAD_META_SIZE) != 0) {
+            why = strerror(errno);
+            goto out;
+        }
+    }
+    if (!(br.status == 200 || (br.status == 206 && offset > 0))) {
+        why = "unexpected status";
+        goto out;
+    }
+    if (br.chunked || br.content_length != want->length - offset ||
+        strcmp(etag_opaque(br.etag), etag_opaque(want->etag)) != 0 ||
+        strcmp(br.last_modified, want->last_modified) != 0) {
+        why = "the file changed since the HEAD";
+        goto out;
+    }
+    if (br.status == 206) {
+        char expect[128];
+        snprintf(expect, sizeof(expect), "bytes %lld-%lld/%lld", offset,
+                 want->length - 1, want->length);
+        if (strcmp(br.content_range, expect) != 0) {
+            why = "unexpected Content-Range";
+            goto out;
+        }
+    }
+    /* body bytes that came with the head, then the rest */
+    n = br.len - br.head_len;
+    if (n > 0)
+        memcpy(buf, br.buf + br.head_len, n);
+    while (offset < want->length) {
+        ssize_t got;
+
+        if (n == 0) {
+            size_t room = sizeof(buf);
+            if ((long long)room > want->length - offset)
+                room = (size_t)(want->length - offset);
+            got = read(bfd, buf, room);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0) {
+                why = got == 0 ? "the base closed the connection early"
+                               : strerror(errno);
+                goto out;
+            }
+            n = (size_t)got;
+        }
+        if ((long long)n > want->length - offset)
+            n = (size_t)(want->length - offset);
+        if (pwrite(fd, buf, n, OFFLOAD_META_SIZE + offset) != (ssize_t)n) {
+            why = errno ? strerror(errno) : "short write";
+            goto out;
+        }
+        crc = crc32(crc, (const Bytef *)buf, (uInt)n);
+        offset += (long long)n;
+        n = 0;
+    }
+    want->crc32 = crc;
+    rc = cache_publish(obj, fd, want);
+out:
+    if (why != NULL) {
+        log_msg("error", "fetch of %s failed at byte %lld: %s", obj->key,
+                offset, why);
+        unlink(obj->part_path);
+    }
+    if (bfd >= 0)
+        close(bfd);
+    return rc;
+}
+
+/*
+ * Answer rq straight from the base without caching (the cache cannot be
+ * written, or another version is being fetched): GET with the client's
+ * Range and If-Range passed on, relaying status, entity headers and the
+ * body. Returns 0, or -1 to close the connection.
+ */
+static int serve_bypass(int cfd, struct request *rq, const char *path,
+                        const char *client_addr)
+{
+    static struct base_response br;
+    static char buf[OFFLOAD_IO_BUFFER];
+    char extra[2 * OFFLOAD_MAX_HEADER_BLOCK / 8], hdr[2048];
+    long long left;
+    size_t n = 0;
+    int bfd, rc = -1;
+
+    rq->cache_status = CS_BYPASS;
+    extra[0] = '\0';
+    if (rq->range != NULL && strlen(rq->range) < 512) {
+        n = (size_t)snprintf(extra, sizeof(extra), "Range: %s\r\n", rq->range);
+        if (rq->if_range != NULL && strlen(rq->if_range) < 512)
+            snprintf(extra + n, sizeof(extra) - n, "If-Range: %s\r\n",
+                     rq->if_range);
+    }
+    bfd = base_connect();
+    if (bfd < 0 || base_send(bfd, "GET", path, client_addr, 0, extra) != 0 ||
+        base_read_head(bfd, &br) != 0) {
+        int timed_out = errno == EAGAIN || errno == ETIMEDOUT;
+        log_msg("error", "GET %s from the base: %s", path, strerror(errno));
+        rc = send_error(cfd, rq, timed_out ? 504 : 502, NULL,
+                        timed_out ? "The base server did not answer in time."
+                                  : "The base server cannot be reached.");
+        goto out;
+    }
+    if ((br.status != 200 && br.status != 206 && br.status != 416) ||
+        br.chunked || br.content_length < 0) {
+        rc = send_error(cfd, rq, 502, NULL,
+                        "The base server answered unexpectedly.");
+        goto out;
+    }
+    n = 0;
+    if (br.content_type[0])
+        n += (size_t)snprintf(hdr + n, sizeof(hdr) - n, "Content-Type: %s\r\n",
+                              br.content_type);
+    if (br.content_range[0])
+        n += (size_t)snprintf(hdr + n, sizeof(hdr) - n, "Content-Range: %s\r\n",
+                              br.content_range);
+    if (br.etag[0])
+        n += (size_t)snprintf(hdr + n, sizeof(hdr) - n, "ETag: %s\r\n", br.etag);
+    if (br.last_modified[0])
+        n += (size_t)snprintf(hdr + n, sizeof(hdr) - n,
+                              "Last-Modified: %s\r\n", br.last_modified);
+    snprintf(hdr + n, sizeof(hdr) - n,
+             "Accept-Ranges: bytes\r\nContent-Length: %lld\r\n",
+             br.content_length);
+    if (send_head(cfd, rq, br.status, hdr) != 0)
+        goto out;
+    left = br.content_length;
+    n = br.len - br.head_len;
+    if ((long long)n > left)
+        n = (size_t)left;
+    if (n > 0) {
+        if (write_all(cfd, br.buf + br.head_len, n) != 0)
+            goto out;
+        left -= (long long)n;
+        rq->body_sent += (long long)n;
+    }
+    while (left > 0) {
+        ssize_t got = read(bfd, buf, (long long)sizeof(buf) < left
+                                         ? sizeof(buf) : (size_t)left);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0 || write_all(cfd, buf, (size_t)got) != 0)
+            goto out;
+        left -= got;
+        rq->body_sent += got;
+    }
+    rc = 0;
+out:
+    if (bfd >= 0)
+        close(bfd);
+    return rc;
+}
+
+/*
+ * Having won obj's lock (lock_fd), prepare the .part and fork the
+ * fetcher, which keeps the lock until it is done; then open the .part to
+ * stream from it like every other reader. The fetch goes on if this
+ * client goes away. Returns 0 with obj open, or 1 to pass through.
+ */
+static int fetch_start(int cfd, struct object *obj, struct object_meta *want,
+                       int lock_fd, const char *path, const char *client_addr)
+{
+    long long offset;
+    uLong crc;
+    int fd = cache_create_part(obj, want, &offset, &crc);
+    pid_t pid;
+
+    if (fd < 0) {
+        log_msg("error", "cannot cache %s in %s: %s; serving it from the base",
+                obj->key, obj->dir, strerror(errno));
+        close(lock_fd);
+        return 1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        close(cfd);
+        if (g_base_fd >= 0)
+            close(g_base_fd);
+        g_base_fd = -1;
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        _exit(fetch_object(obj, fd, want, path, client_addr, offset, crc) == 0
+                  ? 0 : 1);
+    }
+    close(fd);
+    close(lock_fd);
+    if (pid < 0) {
+        log_msg("error", "fork: %s", strerror(errno));
+        unlink(obj->part_path);
+        return 1;
+    }
+    if (cache_open_part(obj, want) == 0 || cache_open_complete(obj, want) == 0)
+        return 0;
+    return 1;
+}
+
+/*
+ * Get obj open for the version want describes: the complete copy (HIT),
+ * or the .part of a fetch in progress, started by us if nobody else is
+ * fetching (MISS or REFRESH). Returns 0 with obj open, or 1 when the
+ * request must pass through to the base (cache unusable, or another
+ * version of the file is being fetched right now).
+ */
+static int object_acquire(int cfd, struct request *rq, struct object *obj,
+                          struct object_meta *want, const char *path,
+                          const char *client_addr)
+{
+    int tries;
+
+    for (tries = 0; tries < 20; tries++) {
+        struct stat st;
+        int lock_fd;
+
+        if (cache_open_complete(obj, want) == 0) {
+            rq->cache_status = CS_HIT;
+            return 0;
+        }
+        lock_fd = cache_lock_fetch(obj);
+        if (lock_fd >= 0) {
+            if (cache_open_complete(obj, want) == 0) {
+                close(lock_fd);
+                rq->cache_status = CS_HIT;
+                return 0;
+            }
+            rq->cache_status = stat(obj->path, &st) == 0 ? CS_REFRESH : CS_MISS;
+            return fetch_start(cfd, obj, want, lock_fd, path, client_addr);
+        }
+        if (lock_fd == -1) {
+            log_msg("error", "cannot lock %s in %s: %s; serving it from the base",
+                    obj->key, obj->dir, strerror(errno));
+            return 1;
+        }
+        if (cache_open_part(obj, want) == 0) {
+            rq->cache_status = CS_MISS;
+            return 0;
+        }
+        if (stat(obj->part_path, &st) == 0 && st.st_size >= OFFLOAD_META_SIZE)
+            return 1;   /* another version is being fetched */
+        /* the fetcher is between taking the lock and creating the .part:
+         * a moment's wait, bounded by the number of tries */
+        poll(NULL, 0, 5 * (tries + 1));
+    }
+    return 1;
+}
+
+/* ======================================================================
+ * Request handling
+ * ====================================================================== */
+
+static const char robots_txt[] = "User-agent: *\nDisallow: /";
+
+/*
+ * Check an absolute-form target's authority against the base's own.
+ * Returns the path part ("/" if none), or NULL if it names another host.
+ */
+static const char *target_for_base(const char *target)
+{
+    const char *auth = target + 7, *slash = strchr(auth, '/');
+    size_t al = slash ? (size_t)(slash - auth) : strlen(auth);
+    size_t bl = strlen(g_cfg.base_authority);
+
+    if (!(al == bl && strncasecmp(auth, g_cfg.base_authority, al) == 0) &&
+        !(strcmp(g_cfg.base_port, "80") == 0 && al + 3 == bl &&
+          strncasecmp(auth, g_cfg.base_authority, al) == 0) &&
+        !(strcmp(g_cfg.base_port, "80") == 0 && al == bl + 3 &&
+          strncasecmp(auth, g_cfg.base_authority, bl) == 0 &&
+          strncmp(auth + bl, ":80", 3) == 0))
+        return NULL;
+    return slash ? slash : "/";
+}
+
+/*
+ * Answer one parsed request. Returns 0 when the connection may go on,
+ * -1 when it must be closed.
+ */
+static int handle_request(int cfd, struct request *rq, const char *client_addr)
+{
+    static struct base_response br;
+    static struct object obj;
+    struct object_meta want;
+    const char *target = rq->target;
+    char path[OFFLOAD_MAX_PATH + 1], full[2 * OFFLOAD_MAX_PATH + 2];
+    int rc;
+
+    if (strcmp(rq->method, "GET") != 0 && !rq->is_head)
+        return send_error(cfd, rq, 405, "Allow: GET, HEAD\r\n",
+                          "Only GET and HEAD are served here.");
+    if (strncasecmp(target, "http://", 7) == 0) {
+        target = target_for_base(target);
+        if (target == NULL)
+            return send_error(cfd, rq, 403, NULL,
+                              "This offload host serves only its base "
+                              "server's files; it is not a proxy.");
+    } else if (target[0] != '/') {
+        return send_error(cfd, rq, 400, NULL, "Malformed request target.");
+    }
+    if (strchr(target, '?') != NULL)
+        return send_error(cfd, rq, 403, NULL,
+                          "This offload host serves static files only; "
+                          "requests with a query string go to the base "
+                          "server.");
+    if (strlen(target) > OFFLOAD_MAX_PATH)
+        return send_error(cfd, rq, 414, NULL, "The path is too long.");
+    if (path_sanitize(target, path, sizeof(path)) == NULL)
+        return send_error(cfd, rq, 400, NULL, "Malformed or unsafe path.");
+    if (strcmp(path, "/robots.txt") == 0)
+        return send_error(cfd, rq, 200, NULL, robots_txt);
+    snprintf(full, sizeof(full), "%s%s", g_cfg.base_prefix, path);
+    if (strlen(full) > OFFLOAD_MAX_PATH || cache_object_init(&obj, full) != 0)
+        return send_error(cfd, rq, 414, NULL, "The path is too long.");
+
+    if (base_head(full, client_addr, &br) != 0) {
+        int timed_out = errno == EAGAIN || errno == ETIMEDOUT;
+        log_msg("error", "HEAD %s at the base: %s", full, strerror(errno));
+        return send_error(cfd, rq, timed_out ? 504 : 502, NULL,
+                          timed_out ? "The base server did not answer in time."
+                                    : "The base server cannot be reached.");
+    }
+    if (br.status == 401 || br.www_authenticate) {
+        rq->cache_status = CS_DENIED;
+        return send_error(cfd, rq, 403, NULL,
+                          "This file is protected; get it from the base "
+                          "server.");
+    }
+    if (br.status != 200) {
+        char loc[OFFLOAD_MAX_PATH + 32], text[64];
+
+        if (br.status == 404 || br.status == 410)
+            cache_remove(&obj);
+        loc[0] = '\0';
+        if (br.status >= 300 && br.status < 400 && br.location[0])
+            snprintf(loc, sizeof(loc), "Location: %s\r\n", br.location);
+        snprintf(text, sizeof(text), "The base server answered %d.", br.status);
+        if (br.status < 300 || br.status > 599 || br.status == 304)
+            return send_error(cfd, rq, 502, NULL,
+                              "The base server answered unexpectedly.");
+        return send_error(cfd, rq, br.status, loc[0] ? loc : NULL, text);
+    }
+    if (br.content_length < 0 || br.chunked ||
+        (br.etag[0] != '"' && br.last_modified[0] == '\0')) {
+        rq->cache_status = CS_DENIED;
+        return send_error(cfd, rq, 403, NULL,
+                          "This file cannot be validated against the base "
+                          "server, so it is not served here.");
+    }
+    meta_from_base(&want, obj.key, &br);
+    if (rq->is_head) {
+        rq->cache_status = cache_open_complete(&obj, &want) == 0 ? CS_HIT
+                                                                  : CS_MISS;
+        cache_object_close(&obj);
+        obj.meta = want;
+        return serve_object(cfd, rq, &obj);
+    }
+    if (object_acquire(cfd, rq, &obj, &want, full, client_addr) != 0)
+        return serve_bypass(cfd, rq, full, client_addr);
+    rc = serve_object(cfd, rq, &obj);
+    cache_object_close(&obj);
+    return rc;
+}
+
+/* Append s to out as a log field: '"', '\\' and controls as \xHH. */
+static size_t log_escape(char *out, size_t room, const char *s, size_t max)
+{
+    size_t n = 0;
+
+    for (; s != NULL && *s && max > 0 && n + 5 < room; s++, max--) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            n += (size_t)snprintf(out + n, room - n, "\\x%02x", c);
+        else
+            out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/*
+ * Write the access-log line of rq: Combined Log Format, then the cache
+ * status and the duration in microseconds. One write() per line.
+ */
+static void access_log(const struct request *rq, const char *client_addr)
+{
+    char line[2048], req[600], ref[300], ua[300], stamp[64];
+    struct timespec now;
+    struct tm tm;
+    time_t t = time(NULL);
+    long long us;
+    int n;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    us = (long long)(now.tv_sec - rq->started.tv_sec) * 1000000 +
+         (now.tv_nsec - rq->started.tv_nsec) / 1000;
+    localtime_r(&t, &tm);
+    strftime(stamp, sizeof(stamp), "%d/%b/%Y:%H:%M:%S %z", &tm);
+    log_escape(req, sizeof(req), rq->request_line, 500);
+    log_escape(ref, sizeof(ref), rq->referer ? rq->referer : "-", 250);
+    log_escape(ua, sizeof(ua), rq->user_agent ? rq->user_agent : "-", 250);
+    n = snprintf(line, sizeof(line),
+                 "%s - - [%s] \"%s\" %d %lld \"%s\" \"%s\" %s %lld\n",
+                 client_addr, stamp, req, rq->status, rq->body_sent, ref, ua,
+                 rq->cache_status, us);
+    if (n > 0 && (size_t)n < sizeof(line) && write(STDOUT_FILENO, line, (size_t)n) < 0) {
+        /* a full log disk must not stop the download */
+    }
+}
+
+/* ======================================================================
+ * Connections
+ * ====================================================================== */
+
+/*
+ * Read until rq->buf holds a whole request head. The first byte may take
+ * the idle time (Timeout for a new connection, the keep-alive timeout
+ * after a request); the rest of the head must come within Timeout, so a
+ * client sending a byte at a time is cut off. Returns PARSE_OK, an HTTP
+ * status to answer, or 0 to close without a word.
+ */
+static int request_read(int cfd, struct request *rq, int first)
+{
+    long long idle_ms = first ? (long long)g_cfg.timeout * 1000
+                              : (long long)OFFLOAD_KEEPALIVE_TIMEOUT * 1000;
+    long long deadline = now_ms() + idle_ms;
+    int started = 0;
+
+    for (;;) {
+        struct pollfd pfd;
+        long long left;
+        ssize_t n;
+
+        if (rq->len > 0) {
+            int rc = request_parse(rq);
+            if (rc != PARSE_INCOMPLETE)
+                return rc;
+            if (!started) {
+                started = 1;
+                deadline = now_ms() + (long long)g_cfg.timeout * 1000;
+            }
+        }
+        left = deadline - now_ms();
+        if (left <= 0)
+            return started ? 408 : 0;
+        if (!started && g_got_sigterm)
+            return 0;
+        pfd.fd = cfd;
+        pfd.events = POLLIN;
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        n = read(cfd, rq->buf + rq->len, OFFLOAD_MAX_HEADER_BLOCK - rq->len);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0)
+            return 0;
+        rq->len += (size_t)n;
+        rq->buf[rq->len] = '\0';
+    }
+}
+
+/* Reset rq for the next request on the connection (buffer kept). */
+static void request_reset(struct request *rq)
+{
+    rq->head_len = 0;
+    rq->method = rq->target = NULL;
+    rq->http_minor = 1;
+    rq->is_head = 0;
+    rq->keep_alive = 0;
+    rq->range = rq->if_range = rq->if_none_match = NULL;
+    rq->if_modified_since = rq->user_agent = rq->referer = NULL;
+    rq->status = 0;
+    rq->body_sent = 0;
+    rq->cache_status = CS_NONE;
+    rq->request_line[0] = '\0';
+    clock_gettime(CLOCK_MONOTONIC, &rq->started);
+}
+
+/* Close a client connection after letting it read what was sent:
+ * stop writing, then drain its input briefly (a lingering close). */
+static void connection_close(int cfd)
+{
+    char sink[4096];
+    long long deadline = now_ms() + 2000;
+
+    shutdown(cfd, SHUT_WR);
+    while (now_ms() < deadline) {
+        struct pollfd pfd = {cfd, POLLIN, 0};
+        if (poll(&pfd, 1, 200) <= 0 || read(cfd, sink, sizeof(sink)) <= 0)
+            break;
+    }
+    close(cfd);
+}
+
+/* Serve the requests of one client connection, then close it. */
+static void serve_connection(int cfd, const char *client_addr)
+{
+    static struct request rq;
+    int count;
+    int one = 1;
+
+    socket_set_timeouts(cfd, g_cfg.timeout);
+    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    rq.len = 0;
+    for (count = 0; count < OFFLOAD_MAX_KEEPALIVE_REQUESTS; count++) {
+        int rc;
+
+        request_reset(&rq);
+        rc = request_read(cfd, &rq, count == 0);
+        if (rc == 0)
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &rq.started);
+        if (rc != PARSE_OK) {
+            static const char *const text[] = {"Malformed request.",
+                                               "Request line too long.",
+                                               "Request headers too large.",
+                                               "Request timed out.",
+                                               ("Only HTTP/1.0 and HTTP/1.1 "
+                                                "are served here.")};
+            const char *t = rc == 414   ? text[1]
+                            : rc == 431 ? text[2]
+                            : rc == 408 ? text[3]
+                            : rc == 505 ? text[4]
+                                        : text[0];
+            if (rq.request_line[0] == '\0')
+                copy_string(rq.request_line, sizeof(rq.request_line), "-");
+            send_error(cfd, &rq, rc, NULL, t);
+            access_log(&rq, client_addr);
+            break;
+        }
+        if (count + 1 == OFFLOAD_MAX_KEEPALIVE_REQUESTS || g_got_sigterm)
+            rq.keep_alive = 0;
+        rc = handle_request(cfd, &rq, client_addr);
+        access_log(&rq, client_addr);
+        while (waitpid(-1, NULL, WNOHANG) > 0) {
+            /* fetchers that finished while we served */
+        }
+        if (rc != 0 || !rq.keep_alive || g_got_sigterm)
+            break;
+        rq.len -= rq.head_len;
+        memmove(rq.buf, rq.buf + rq.head_len, rq.len);
+    }
+    connection_close(cfd);
+}
+
+/* ======================================================================
+ * Process life: listening, accepting, signals
+ * ====================================================================== */
+
+static pid_t *g_children;   /* parent: pids of connection children */
+
+/* Signal handler: only sets flags; the main loop acts on them. */
+static void on_signal(int sig)
+{
+    if (sig == SIGCHLD)
+        g_got_sigchld = 1;
+    else
+        g_got_sigterm = 1;
+}
+
+/* Install on_signal for sig, without SA_RESTART so that waits end. */
+static void signal_catch(int sig)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
+}
+
+/* Bind every --listen address. Dies naming the flag on failure. */
+static void listen_open_all(void)
+{
+    int i;
+
+    for (i = 0; i < g_cfg.nlisten; i++) {
+        struct addrinfo hints, *res = NULL;
+        const struct listen_spec *ls = &g_cfg.listen[i];
+        int fd, one = 1, rc;
+
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_PASSIVE;
+        rc = getaddrinfo(ls->host, ls->port, &hints, &res);
+        if (rc != 0)
+            die("--listen %s:%s: %s", ls->host, ls->port, gai_strerror(rc));
+        fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC,
+                    res->ai_protocol);
+        if (fd < 0)
+            die("--listen %s:%s: %s", ls->host, ls->port, strerror(errno));
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (res->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+            listen(fd, OFFLOAD_LISTEN_BACKLOG) != 0)
+            die("--listen %s:%s: %s", ls->host, ls->port, strerror(errno));
+        freeaddrinfo(res);
+        g_listen_fd[g_nlisten_fd++] = fd;
+    }
+}
+
+/* The peer address of a socket as text (IPv4-mapped shown as IPv4). */
+static void peer_name(const struct sockaddr_storage *ss, socklen_t len,
+                      char *out, size_t outsz)
+{
+    if (getnameinfo((const struct sockaddr *)ss, len, out, (socklen_t)outsz,
+                    NULL, 0, NI_NUMERICHOST) != 0)
+        copy_string(out, outsz, "unknown");
+    if (strncmp(out, "::ffff:", 7) == 0 && strchr(out + 7, '.') != NULL)
+        memmove(out, out + 7, strlen(out + 7) + 1);
+}
+
+/* Forget reaped children. */
+static void reap_children(void)
+{
+    int status, i;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (i = 0; i < g_cfg.max_clients; i++) {
+            if (g_children[i] == pid) {
+                g_children[i] = 0;
+                g_active_children--;
+                break;
+            }
+        }
+        if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL &&
+            WTERMSIG(status) != SIGTERM)
+            log_msg("error", "process %ld died of signal %d", (long)pid,
+                    WTERMSIG(status));
+    }
+}
+
+/* Too many connections: say so at once and close, without forking. */
+static void refuse_busy(int cfd)
+{
+    static const char answer[] =
+        "HTTP/1.1 503 Service Unavailable\r\nServer: " SERVER_NAME "\r\n"
+        "Retry-After: 10\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Length: 40\r\nConnection: close\r\n\r\n"
+        "Too many connections; try again later.\n";
+
+    if (send(cfd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        /* the client is gone already */
+    }
+    close(cfd);
+}
+
+/* Accept connections until SIGTERM/SIGINT, one child per connection;
+ * then stop accepting and give running downloads a grace period. */
+static void accept_loop(void)
+{
+    struct pollfd pfds[OFFLOAD_MAX_LISTEN];
+    sigset_t block, empty;
+    long long deadline;
+    int i;
+
+    sigemptyset(&empty);
+    sigemptyset(&block);
+    sigaddset(&block, SIGCHLD);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+    signal_catch(SIGCHLD);
+    signal_catch(SIGTERM);
+    signal_catch(SIGINT);
+    for (i = 0; i < g_nlisten_fd; i++) {
+        pfds[i].fd = g_listen_fd[i];
+        pfds[i].events = POLLIN;
+    }
+    while (!g_got_sigterm) {
+        if (g_got_sigchld) {
+            g_got_sigchld = 0;
+            reap_children();
+        }
+        if (ppoll(pfds, (nfds_t)g_nlisten_fd, NULL, &empty) <= 0)
+            continue;
+        for (i = 0; i < g_nlisten_fd; i++) {
+            struct sockaddr_storage ss;
+            socklen_t slen = sizeof(ss);
+            char addr[INET6_ADDRSTRLEN + 8];
+            pid_t pid;
+            int cfd, slot;
+
+            if (!(pfds[i].revents & POLLIN))
+                continue;
+            cfd = accept4(g_listen_fd[i], (struct sockaddr *)&ss, &slen,
+                          SOCK_CLOEXEC);
+            if (cfd < 0)
+                continue;
+            if (g_active_children >= g_cfg.max_clients) {
+                refuse_busy(cfd);
+                continue;
+            }
+            for (slot = 0; g_children[slot] != 0; slot++) {
+            }
+            pid = fork();
+            if (pid == 0) {
+                int j;
+                for (j = 0; j < g_nlisten_fd; j++)
+                    close(g_listen_fd[j]);
+                sigprocmask(SIG_UNBLOCK, &block, NULL);
+                signal(SIGCHLD, SIG_DFL);
+                peer_name(&ss, slen, addr, sizeof(addr));
+                serve_connection(cfd, addr);
+                _exit(0);
+            }
+            close(cfd);
+            if (pid < 0) {
+                log_msg("error", "fork: %s", strerror(errno));
+                continue;
+            }
+            g_children[slot] = pid;
+            g_active_children++;
+        }
+    }
+
+    /* shutting down: let downloads finish, then cut them */
+    for (i = 0; i < g_nlisten_fd; i++)
+        close(g_listen_fd[i]);
+    for (i = 0; i < g_cfg.max_clients; i++) {
+        if (g_children[i] > 0)
+            kill(g_children[i], SIGTERM);
+    }
+    deadline = now_ms() + (long long)OFFLOAD_SHUTDOWN_GRACE * 1000;
+    while (g_active_children > 0 && now_ms() < deadline) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        reap_children();
+        if (g_active_children > 0)
+            ppoll(NULL, 0, &ts, &empty);
+    }
+    for (i = 0; i < g_cfg.max_clients; i++) {
+        if (g_children[i] > 0)
+            kill(g_children[i], SIGKILL);
+    }
+    log_msg("notice", "stopped");
+}
+
+/* ======================================================================
+ * Start-up
+ * ====================================================================== */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: %s --base URL [options]\n"
+            "  --base URL          the base server, http://HOST[:PORT][/PREFIX]\n"
+            "  --base-address ADDR connect to ADDR instead of resolving HOST\n"
+            "  --listen ADDR:PORT  listen there (repeatable; [::1]:8081 for "
+            "IPv6;\n"
+            "                      default *:%d)\n"
+            "  --cache-dir DIR     the cache (default %s)\n"
+            "  --timeout SECONDS   I/O timeout (default %d)\n"
+            "  --max-clients N     simultaneous connections (default %d)\n"
+            "  -F                  stay in the foreground, log to stderr\n"
+            "  --help, --version\n",
+            g_progname, OFFLOAD_DEFAULT_PORT, OFFLOAD_DEFAULT_CACHE_DIR,
+            OFFLOAD_DEFAULT_TIMEOUT, OFFLOAD_DEFAULT_MAX_CLIENTS);
+}
+
+/* Parse a positive int option value or die naming the flag. */
+static int option_int(const char *flag, const char *value, int min, int max)
+{
+    long long v = parse_length(value);
+
+    if (v < min || v > max)
+        die("%s %s: expected a whole number from %d to %d", flag, value, min,
+            max);
+    return (int)v;
+}
+
+/* Parse the command line into g_cfg. Dies on any error, naming the flag. */
+static void options_parse(int argc, char **argv)
+{
+    int i;
+
+    g_cfg.timeout = OFFLOAD_DEFAULT_TIMEOUT;
+    g_cfg.max_clients = OFFLOAD_DEFAULT_MAX_CLIENTS;
+    copy_string(g_cfg.cache_dir, sizeof(g_cfg.cache_dir),
+                OFFLOAD_DEFAULT_CACHE_DIR);
+    for (i = 1; i < argc; i++) {
+        const char *flag = argv[i];
+        const char *value = NULL;
+        char name[64];
+        const char *eq = strchr(flag, '=');
+
+        if (strcmp(flag, "-F") == 0) {
+            g_cfg.foreground = 1;
+            continue;
+        }
+        if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strcmp(flag, "--version") == 0) {
+            printf("offload_daemon %s\n", OFFLOAD_VERSION);
+            exit(0);
+        }
+        if (strncmp(flag, "--", 2) == 0 && eq != NULL &&
+            (size_t)(eq - flag) < sizeof(name)) {
+            memcpy(name, flag, (size_t)(eq - flag));
+            name[eq - flag] = '\0';
+            flag = name;
+            value = eq + 1;
+        } else if (i + 1 < argc) {
+            value = argv[i + 1];
+        }
+        if (strcmp(flag, "--base") != 0 && strcmp(flag, "--base-address") != 0 &&
+            strcmp(flag, "--listen") != 0 && strcmp(flag, "--cache-dir") != 0 &&
+            strcmp(flag, "--timeout") != 0 && strcmp(flag, "--max-clients") != 0)
+            die("unknown option %s (see --help)", argv[i]);
+        if (value == NULL || *value == '\0')
+            die("%s needs a value", flag);
+        if (eq == NULL)
+            i++;
+        if (strcmp(flag, "--base") == 0) {
+            const char *why = NULL;
+            if (base_url_parse(value, &g_cfg, &why) != 0)
+                die("--base %s: %s", value, why);
+        } else if (strcmp(flag, "--base-address") == 0) {
+            if (copy_string(g_cfg.base_address, sizeof(g_cfg.base_address),
+                            value) != 0)
+                die("--base-address %s: too long", value);
+        } else if (strcmp(flag, "--listen") == 0) {
+            if (g_cfg.nlisten >= OFFLOAD_MAX_LISTEN)
+                die("--listen: at most %d addresses", OFFLOAD_MAX_LISTEN);
+            if (listen_parse(value, &g_cfg.listen[g_cfg.nlisten]) != 0)
+                die("--listen %s: expected ADDR:PORT or [ADDR]:PORT", value);
+            g_cfg.nlisten++;
+        } else if (strcmp(flag, "--cache-dir") == 0) {
+            if (copy_string(g_cfg.cache_dir, sizeof(g_cfg.cache_dir), value) != 0)
+                die("--cache-dir %s: too long", value);
+        } else if (strcmp(flag, "--timeout") == 0) {
+            g_cfg.timeout = option_int("--timeout", value, 1, 3600);
+        } else {
+            g_cfg.max_clients = option_int("--max-clients", value, 1, 100000);
+        }
+    }
+    if (g_cfg.base_url[0] == '\0')
+        die("--base is required (see --help)");
+    if (g_cfg.nlisten == 0) {
+        strcpy(g_cfg.listen[0].host, "0.0.0.0");
+        snprintf(g_cfg.listen[0].port, sizeof(g_cfg.listen[0].port), "%d",
+                 OFFLOAD_DEFAULT_PORT);
+        g_cfg.nlisten = 1;
+    }
+}
+
+/* Make the cache directory absolute and check that it is writable. */
+static void cache_dir_check(void)
+{
+    char real[PATH_MAX];
+
+    if (mkdir(g_cfg.cache_dir, 0755) != 0 && errno != EEXIST)
+        die("--cache-dir %s: %s", g_cfg.cache_dir, strerror(errno));
+    if (realpath(g_cfg.cache_dir, real) == NULL)
+        die("--cache-dir %s: %s", g_cfg.cache_dir, strerror(errno));
+    if (access(real, W_OK | X_OK) != 0)
+        die("--cache-dir %s: %s", g_cfg.cache_dir, strerror(errno));
+    if (strlen(real) > PATH_MAX - 64)
+        die("--cache-dir %s: too long", g_cfg.cache_dir);
+    copy_string(g_cfg.cache_dir, sizeof(g_cfg.cache_dir), real);
+}
+
+/* Go to the background: fork, new session, cwd /, stdin and stdout to
+ * /dev/null. */
+static void daemonize(void)
+{
+    pid_t pid = fork();
+    int fd;
+
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid > 0)
+        _exit(0);
+    setsid();
+    if (chdir("/") != 0)
+        die("chdir /: %s", strerror(errno));
+    fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        if (fd > STDERR_FILENO)
+            close(fd);
+    }
+}
+
+#ifndef OFFLOAD_NO_MAIN
+int main(int argc, char **argv)
+{
+    g_progname = "offload_daemon";
+    options_parse(argc, argv);
+    cache_dir_check();
+    if (gethostname(g_via_host, sizeof(g_via_host) - 1) != 0)
+        copy_string(g_via_host, sizeof(g_via_host), "offload");
+    signal(SIGPIPE, SIG_IGN);
+    listen_open_all();
+    g_children = calloc((size_t)g_cfg.max_clients, sizeof(*g_children));
+    if (g_children == NULL)
+        die("out of memory");
+    /* fetchers outlive the connection children that start them; as
+     * their subreaper the parent reaps them */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    if (!g_cfg.foreground)
+        daemonize();
+    log_msg("notice", "offload_daemon %s serving %s from %s", OFFLOAD_VERSION,
+            g_cfg.base_url, g_cfg.cache_dir);
+    accept_loop();
+    return 0;
+}
+#endif
