@@ -26,7 +26,7 @@ RUN_ROOT = os.path.join(REPO, ".run")
 BASE_MODULES = (
     "mpm_event", "authz_core", "authz_host", "authn_core", "authn_file",
     "auth_basic", "authz_user", "mime", "dir", "alias", "ratelimit",
-    "headers", "cgid",
+    "headers", "cgid", "env",
 )
 
 # One tab-separated access-log line per request: easy to parse, and it
