@@ -711,11 +711,16 @@ static const char *offload_method(request_rec *r,
     return r->method_number == M_GET && !r->header_only ? NULL : r->method;
 }
 
-/* Declines requests with a query string (even an empty one). */
+/*
+ * Declines requests with a query string, even an empty one ("/f?", for
+ * which r->args is NULL): the Location would carry it to the offload host.
+ */
 static const char *offload_query(request_rec *r, const offload_dir_conf *conf)
 {
     (void)conf;
-    return r->args == NULL ? NULL : "query string";
+    return r->args == NULL && ap_strchr_c(r->unparsed_uri, '?') == NULL
+               ? NULL
+               : "query string";
 }
 
 /* Declines error documents (internal redirects after an error). */
@@ -989,6 +994,24 @@ static const struct {
 /* ---- hooks ------------------------------------------------------------- */
 
 /*
+ * Returns the path of r as the client sent it, still percent-encoded:
+ * r->unparsed_uri, without scheme and authority when the request line
+ * held an absolute URI. r->uri and r->parsed_uri.path are decoded in
+ * place by then. The query is not removed (offloaded requests have none).
+ */
+static const char *offload_raw_path(request_rec *r)
+{
+    const char *u = r->unparsed_uri;
+    const char *p;
+
+    if (u[0] == '/' || (p = ap_strstr_c(u, "://")) == NULL) {
+        return u;
+    }
+    p = ap_strchr_c(p + 3, '/');
+    return p != NULL ? p : "/";
+}
+
+/*
  * Returns the level for the per-request decision line: APLOG_DEBUG, or
  * APLOG_NOTICE under OffloadDebug On so that it shows with the default
  * LogLevel.
@@ -1031,7 +1054,7 @@ static int offload_fixups(request_rec *r)
 
     order = apr_palloc(r->pool, conf->hosts->nelts * sizeof(*order));
     offload_rank_hosts(r, conf, order);
-    location = apr_pstrcat(r->pool, order[0]->base, r->parsed_uri.path, NULL);
+    location = apr_pstrcat(r->pool, order[0]->base, offload_raw_path(r), NULL);
     apr_table_setn(r->notes, "offload-host", order[0]->base);
     apr_table_setn(r->headers_out, "Location", location);
     ap_log_rerror(APLOG_MARK, level, 0, r, "offload: %s -> %s", r->uri,
