@@ -152,4 +152,10 @@
 #define OFFLOAD_FOLLOW_CHECK_MS 1000
 #endif
 
+/* Objects remembered (shared by all processes) as "cache error already
+ * logged", so a full disk logs once per object, not once per request. */
+#ifndef OFFLOAD_CACHE_ERROR_SLOTS
+#define OFFLOAD_CACHE_ERROR_SLOTS 4096
+#endif
+
 #endif /* OFFLOAD_CONFIG_H */

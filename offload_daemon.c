@@ -39,6 +39,7 @@
 #include <strings.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -174,6 +175,7 @@ struct object {
     char path[PATH_MAX + 24];      /* complete copy */
     char part_path[PATH_MAX + 32]; /* copy being fetched */
     char lock_path[PATH_MAX + 32]; /* held (flock) by the fetcher */
+    uint64_t hash;                 /* the name, as a number */
     int fd;                        /* open copy, -1 if none */
     int lock_fd;                   /* readers' own descriptor of the lock */
     int notify_fd;                 /* inotify watch on a growing fd */
@@ -198,6 +200,8 @@ static volatile sig_atomic_t g_got_sigchld;   /* parent: reap children */
 static volatile sig_atomic_t g_got_sigterm;   /* stop accepting, exit */
 static int g_active_children;                 /* parent: live children */
 static int g_base_fd = -1;                    /* child: kept-alive base */
+static uint64_t *g_cache_errors;              /* shared: objects whose cache
+                                                 error was logged */
 static const char *g_progname = "offload_daemon";
 
 /* ======================================================================
@@ -1038,6 +1042,7 @@ static int cache_object_init(struct object *obj, const char *path)
     adler = adler32(1L, (const Bytef *)obj->key, (uInt)n);
     snprintf(hex, sizeof(hex), "%08lx%08lx", crc & 0xffffffffUL,
              adler & 0xffffffffUL);
+    obj->hash = (uint64_t)(crc & 0xffffffffUL) << 32 | (adler & 0xffffffffUL);
     n = snprintf(obj->dir, sizeof(obj->dir), "%s/%.2s/%.2s", g_cfg.cache_dir,
                  hex, hex + 2);
     if (n < 0 || (size_t)n >= sizeof(obj->dir) - HEX_KEY_LEN - 8)
@@ -1341,6 +1346,25 @@ static int cache_publish(struct object *obj, int fd, struct object_meta *m)
         return -1;
     }
     return 0;
+}
+
+/*
+ * Log that obj cannot be cached, once per object rather than once per
+ * request: a full or read-only disk would otherwise flood the log. The
+ * table is shared by all processes; a slot taken by another object only
+ * means that object's error may be logged again.
+ */
+static void cache_log_error(const struct object *obj, const char *what)
+{
+    uint64_t *slot;
+
+    if (g_cache_errors != NULL) {
+        slot = &g_cache_errors[obj->hash % OFFLOAD_CACHE_ERROR_SLOTS];
+        if (__atomic_exchange_n(slot, obj->hash, __ATOMIC_RELAXED) == obj->hash)
+            return;
+    }
+    log_msg("error", "cannot cache %s in %s (%s: %s); serving it from the "
+            "base without caching", obj->key, obj->dir, what, strerror(errno));
 }
 
 /* Remove obj's complete copy (the base said it is gone). */
@@ -2024,8 +2048,7 @@ static int fetch_start(int cfd, struct object *obj, struct object_meta *want,
     pid_t pid;
 
     if (fd < 0) {
-        log_msg("error", "cannot cache %s in %s: %s; serving it from the base",
-                obj->key, obj->dir, strerror(errno));
+        cache_log_error(obj, "creating the copy");
         close(lock_fd);
         return 1;
     }
@@ -2084,8 +2107,7 @@ static int object_acquire(int cfd, struct request *rq, struct object *obj,
             return fetch_start(cfd, obj, want, lock_fd, path, client_addr);
         }
         if (lock_fd == -1) {
-            log_msg("error", "cannot lock %s in %s: %s; serving it from the base",
-                    obj->key, obj->dir, strerror(errno));
+            cache_log_error(obj, "taking the lock");
             return 1;
         }
         if (cache_open_part(obj, want) == 0) {
@@ -2753,6 +2775,11 @@ int main(int argc, char **argv)
     g_children = calloc((size_t)g_cfg.max_clients, sizeof(*g_children));
     if (g_children == NULL)
         die("out of memory");
+    g_cache_errors = mmap(NULL, OFFLOAD_CACHE_ERROR_SLOTS * sizeof(uint64_t),
+                          PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                          -1, 0);
+    if (g_cache_errors == MAP_FAILED)
+        die("shared memory: %s", strerror(errno));
     /* fetchers outlive the connection children that start them; as
      * their subreaper the parent reaps them */
     prctl(PR_SET_CHILD_SUBREAPER, 1);

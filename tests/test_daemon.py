@@ -484,3 +484,49 @@ def test_bad_flags_are_refused_naming_the_flag(tmp_path):
     p = subprocess.run([harness.DAEMON_BIN, "--version"], capture_output=True,
                        text=True)
     assert p.returncode == 0 and p.stdout.startswith("offload_daemon ")
+
+
+def test_unwritable_cache_still_serves_and_logs_once(base, daemon_factory):
+    base.start()
+    daemon = daemon_factory(base.base_url, start=False)
+    # every first-level fan-out name taken by a plain file: no object can
+    # be created (root ignores permission bits, so a read-only mode
+    # would not stop it)
+    for i in range(256):
+        open(os.path.join(daemon.cache_dir, "%02x" % i), "w").close()
+    daemon.start()
+    path = os.path.join(base.docroot, "nc.bin")
+    with open(path, "wb") as f:
+        f.write(os.urandom(300000))
+    with open(path, "rb") as f:
+        data = f.read()
+    for _ in range(3):
+        status, _h, body = fetch(daemon, "/nc.bin")
+        assert status == 200 and body == data
+    status, headers, body = fetch(daemon, "/nc.bin", {"Range": "bytes=10-19"})
+    assert status == 206 and body == data[10:20]
+    assert headers["content-range"] == "bytes 10-19/300000"
+    assert log_statuses(daemon) == ["BYPASS"] * 4
+    assert daemon.log_text().count("cannot cache") == 1
+    assert cache_objects(daemon) == []
+
+
+def test_slow_base_gives_504(apache_factory, daemon_factory):
+    base = apache_factory(
+        conf_extra=('ScriptAlias /cgi-bin/ "%s/cgi-bin/"\n'
+                    '<Directory "%s/cgi-bin">\n    Require all granted\n'
+                    '</Directory>\n') % (("@RUN@",) * 2), offload=False,
+        start=False)
+    base.conf_extra = base.conf_extra.replace("@RUN@", base.run_dir)
+    cgi = os.path.join(base.run_dir, "cgi-bin")
+    os.makedirs(cgi)
+    os.chmod(cgi, 0o755)
+    with open(os.path.join(cgi, "sleep"), "w") as f:
+        f.write("#!/bin/sh\nsleep 4\nprintf 'Content-Type: text/plain\\n\\nlate\\n'\n")
+    os.chmod(os.path.join(cgi, "sleep"), 0o755)
+    base.start()
+    daemon = daemon_factory(base.base_url, args=["--timeout", "1"])
+    start = time.monotonic()
+    status, _h, body = fetch(daemon, "/cgi-bin/sleep")
+    assert status == 504 and b"in time" in body
+    assert time.monotonic() - start < 3.5
