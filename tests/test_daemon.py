@@ -68,10 +68,12 @@ def body_gets(apache, uri):
 
 
 def cache_objects(daemon):
-    """Complete objects in the cache (files without a suffix)."""
+    """Complete objects in the cache: files without a suffix in the
+    two-level fan-out (CACHEDIR/ab/cd/NAME)."""
     found = []
     for root, _dirs, files in os.walk(daemon.cache_dir):
-        found += [os.path.join(root, f) for f in files if "." not in f]
+        if os.path.relpath(root, daemon.cache_dir).count("/") == 1:
+            found += [os.path.join(root, f) for f in files if "." not in f]
     return found
 
 
