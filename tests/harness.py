@@ -33,10 +33,10 @@ BASE_MODULES = (
 # records what the tests need to see (offload notes, the bypass header).
 ACCESS_FORMAT = ("%h\\t%m\\t%U%q\\t%>s\\t%B\\t%{offload-host}n\\t"
                  "%{offload-declined}n\\t%{X-Mod-Offload-Bypass}i\\t"
-                 "%{Range}i\\t%{Via}i\\t%{X-Forwarded-For}i")
+                 "%{Range}i\\t%{Via}i\\t%{X-Forwarded-For}i\\t%{Host}i")
 ACCESS_FIELDS = ("client", "method", "uri", "status", "bytes",
                  "offload_host", "offload_declined", "bypass", "range",
-                 "via", "forwarded_for")
+                 "via", "forwarded_for", "host")
 
 
 def free_port(host="127.0.0.1"):

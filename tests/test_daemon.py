@@ -532,3 +532,17 @@ def test_slow_base_gives_504(apache_factory, daemon_factory):
     status, _h, body = fetch(daemon, "/cgi-bin/sleep")
     assert status == 504 and b"in time" in body
     assert time.monotonic() - start < 3.5
+
+
+def test_base_address_overrides_resolution(base, daemon_factory):
+    base.start()
+    name = "files.example.invalid:%d" % base.port
+    daemon = daemon_factory("http://" + name, args=["--base-address", "127.0.0.1"])
+    digest = harness.write_file(os.path.join(base.docroot, "ba.bin"), 70000)
+    status, _h, body = fetch(daemon, "/ba.bin")
+    assert status == 200 and sha(body) == digest
+    assert {e["host"] for e in base.access_entries()} == {name}
+    # an absolute-form target naming the base by that name is accepted
+    r = raw(daemon, ("GET http://%s/ba.bin HTTP/1.1\r\nHost: x\r\n"
+                     "Connection: close\r\n\r\n" % name).encode())
+    assert status_of(r) == 200
