@@ -26,7 +26,8 @@
  *         OffloadExcludeUserAgent *Googlebot*
  *         OffloadExcludeAddress 10.0.0.0/8
  *     </Directory>
- *     LogFormat "%h %l %u %t \"%r\" %>s %b %{offload-host}n %{offload-declined}n" offload
+ *     LogFormat "%h %l %u %t \"%r\" %>s %b \
+ *                %{offload-host}n %{offload-declined}n" offload
  *
  * See docs/mod_offload.md for the reference of every directive.
  *
@@ -74,19 +75,19 @@ module AP_MODULE_DECLARE_DATA offload_module;
  * (health, counters) belongs here.
  */
 typedef struct {
-    const char *scheme;     /* "http" or "https" */
-    const char *hostname;   /* name or address literal, no brackets */
-    apr_port_t port;        /* always set: the scheme's default if omitted */
-    const char *authority;  /* host[:port] as written in a URL */
-    apr_sockaddr_t *addrs;  /* resolved addresses; NULL if none */
-    int index;              /* position in offload_targets; -1 if private */
+    const char *scheme;    /* "http" or "https" */
+    const char *hostname;  /* name or address literal, no brackets */
+    apr_port_t port;       /* always set: the scheme's default if omitted */
+    const char *authority; /* host[:port] as written in a URL */
+    apr_sockaddr_t *addrs; /* resolved addresses; NULL if none */
+    int index;             /* position in offload_targets; -1 if private */
 } offload_target;
 
 /* One OffloadHost declaration: a target, an optional path prefix, a weight. */
 typedef struct {
     offload_target *target;
-    const char *base;       /* scheme://authority[/prefix], no trailing / */
-    int weight;             /* 1..OFFLOAD_MAX_WEIGHT */
+    const char *base; /* scheme://authority[/prefix], no trailing / */
+    int weight;       /* 1..OFFLOAD_MAX_WEIGHT */
 } offload_host;
 
 /* One OffloadExcludeAddress argument: a CIDR block or a wildcard pattern. */
@@ -101,15 +102,15 @@ typedef struct {
  * The arrays hold pointers, so merged arrays share the entries.
  */
 typedef struct {
-    int engine;                          /* 0, 1 or UNSET */
-    int debug;                           /* 0, 1 or UNSET */
-    int redirect_status;                 /* 302, 303, 307 or UNSET */
-    int select;                          /* OFFLOAD_SELECT_* or UNSET */
-    apr_off_t min_size;                  /* bytes, or UNSET */
-    apr_array_header_t *hosts;           /* offload_host * */
-    apr_array_header_t *exclude_types;   /* const char * */
-    apr_array_header_t *exclude_agents;  /* const char * */
-    apr_array_header_t *exclude_addrs;   /* offload_addr_rule * */
+    int engine;                         /* 0, 1 or UNSET */
+    int debug;                          /* 0, 1 or UNSET */
+    int redirect_status;                /* 302, 303, 307 or UNSET */
+    int select;                         /* OFFLOAD_SELECT_* or UNSET */
+    apr_off_t min_size;                 /* bytes, or UNSET */
+    apr_array_header_t *hosts;          /* offload_host * */
+    apr_array_header_t *exclude_types;  /* const char * */
+    apr_array_header_t *exclude_agents; /* const char * */
+    apr_array_header_t *exclude_addrs;  /* offload_addr_rule * */
 } offload_dir_conf;
 
 /* Every target declared in the configuration files of this generation. */
@@ -120,6 +121,8 @@ static apr_sockaddr_t *offload_stranger; /* in pconf; NULL if unusable */
 
 /* Turn of the round-robin selection, per process. */
 static apr_uint32_t offload_rr_counter;
+
+/* ---- create and merge -------------------------------------------------- */
 
 /*
  * Returns a fresh per-directory configuration from pool p with every value
@@ -173,8 +176,8 @@ static void *offload_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
                                 ? add->redirect_status
                                 : base->redirect_status;
     conf->select = add->select != OFFLOAD_UNSET ? add->select : base->select;
-    conf->min_size = add->min_size != OFFLOAD_UNSET ? add->min_size
-                                                    : base->min_size;
+    conf->min_size =
+        add->min_size != OFFLOAD_UNSET ? add->min_size : base->min_size;
     conf->hosts = offload_merge_list(p, base->hosts, add->hosts);
     conf->exclude_types =
         offload_merge_list(p, base->exclude_types, add->exclude_types);
@@ -237,9 +240,8 @@ static int offload_valid_hostname(const char *name)
  * Returns the registered target with this scheme, name and port, or NULL.
  * Safe to call from .htaccess parsing: the registry is read-only then.
  */
-static offload_target *offload_find_target(const char *scheme,
-                                           const char *hostname,
-                                           apr_port_t port)
+static offload_target *
+offload_find_target(const char *scheme, const char *hostname, apr_port_t port)
 {
     int i;
 
@@ -247,10 +249,9 @@ static offload_target *offload_find_target(const char *scheme,
         return NULL;
     }
     for (i = 0; i < offload_targets->nelts; i++) {
-        offload_target *t = APR_ARRAY_IDX(offload_targets, i,
-                                          offload_target *);
-        if (t->port == port && !strcmp(t->scheme, scheme)
-            && !strcasecmp(t->hostname, hostname)) {
+        offload_target *t = APR_ARRAY_IDX(offload_targets, i, offload_target *);
+        if (t->port == port && !strcmp(t->scheme, scheme) &&
+            !strcasecmp(t->hostname, hostname)) {
             return t;
         }
     }
@@ -264,8 +265,7 @@ static offload_target *offload_find_target(const char *scheme,
  * targets first seen in an .htaccess file stay private to that request.
  */
 static offload_target *offload_get_target(cmd_parms *cmd, const char *scheme,
-                                          const char *hostname,
-                                          apr_port_t port)
+                                          const char *hostname, apr_port_t port)
 {
     offload_target *t = offload_find_target(scheme, hostname, port);
     apr_port_t default_port = strcmp(scheme, "https") ? 80 : 443;
@@ -283,11 +283,9 @@ static offload_target *offload_get_target(cmd_parms *cmd, const char *scheme,
     }
     t->authority = port == default_port
                        ? host
-                       : apr_psprintf(cmd->pool, "%s:%u", host,
-                                      (unsigned)port);
+                       : apr_psprintf(cmd->pool, "%s:%u", host, (unsigned)port);
     t->index = -1;
-    if (offload_targets != NULL
-        && cmd->pool == cmd->server->process->pconf) {
+    if (offload_targets != NULL && cmd->pool == cmd->server->process->pconf) {
         t->index = offload_targets->nelts;
         APR_ARRAY_PUSH(offload_targets, offload_target *) = t;
     }
@@ -303,8 +301,8 @@ static int offload_parse_port(const char *text, apr_port_t *port)
     char *end;
     long v;
 
-    if (text == NULL || *text == '\0'
-        || strspn(text, "0123456789") != strlen(text)) {
+    if (text == NULL || *text == '\0' ||
+        strspn(text, "0123456789") != strlen(text)) {
         return -1;
     }
     v = strtol(text, &end, 10);
@@ -337,15 +335,14 @@ static const char *offload_cmd_host(cmd_parms *cmd, void *dconf,
     if (ap_strstr_c(arg, "://") != NULL) {
         apr_uri_t uri;
 
-        if (apr_uri_parse(cmd->temp_pool, arg, &uri) != APR_SUCCESS
-            || uri.scheme == NULL
-            || (strcasecmp(uri.scheme, "http")
-                && strcasecmp(uri.scheme, "https"))
-            || uri.hostname == NULL || uri.user != NULL
-            || uri.password != NULL || uri.query != NULL
-            || uri.fragment != NULL
-            || (uri.port_str != NULL
-                && offload_parse_port(uri.port_str, &port) != 0)) {
+        if (apr_uri_parse(cmd->temp_pool, arg, &uri) != APR_SUCCESS ||
+            uri.scheme == NULL ||
+            (strcasecmp(uri.scheme, "http") &&
+             strcasecmp(uri.scheme, "https")) ||
+            uri.hostname == NULL || uri.user != NULL || uri.password != NULL ||
+            uri.query != NULL || uri.fragment != NULL ||
+            (uri.port_str != NULL &&
+             offload_parse_port(uri.port_str, &port) != 0)) {
             return apr_psprintf(cmd->pool,
                                 "OffloadHost: '%s' is not a valid URL "
                                 "(expected http[s]://HOST[:PORT][/PREFIX])",
@@ -363,27 +360,27 @@ static const char *offload_cmd_host(cmd_parms *cmd, void *dconf,
             if (n > 0 && p[0] != '/') {
                 return apr_psprintf(cmd->pool,
                                     "OffloadHost: '%s' has a malformed "
-                                    "path prefix", arg);
+                                    "path prefix",
+                                    arg);
             }
             prefix = p;
         }
-    }
-    else {
+    } else {
         char *scope = NULL;
 
         if (apr_parse_addr_port(&hostname, &scope, &port, arg,
-                                cmd->temp_pool) != APR_SUCCESS
-            || hostname == NULL || scope != NULL
-            || ap_strchr_c(arg, '/') != NULL) {
+                                cmd->temp_pool) != APR_SUCCESS ||
+            hostname == NULL || scope != NULL ||
+            ap_strchr_c(arg, '/') != NULL) {
             return apr_psprintf(cmd->pool,
                                 "OffloadHost: '%s' is not a valid host "
-                                "(expected HOST[:PORT] or a URL)", arg);
+                                "(expected HOST[:PORT] or a URL)",
+                                arg);
         }
     }
     if (!offload_valid_hostname(hostname)) {
         return apr_psprintf(cmd->pool,
-                            "OffloadHost: '%s' has an invalid host name",
-                            arg);
+                            "OffloadHost: '%s' has an invalid host name", arg);
     }
     if (port == 0) {
         port = strcmp(scheme, "https") ? 80 : 443;
@@ -394,8 +391,8 @@ static const char *offload_cmd_host(cmd_parms *cmd, void *dconf,
         long n;
 
         if (strncasecmp(weight, "weight=", 7) != 0) {
-            return apr_psprintf(cmd->pool,
-                                "OffloadHost: '%s' is not weight=N", weight);
+            return apr_psprintf(cmd->pool, "OffloadHost: '%s' is not weight=N",
+                                weight);
         }
         n = strtol(v, &end, 10);
         if (*v == '\0' || *end != '\0' || n < 1 || n > OFFLOAD_MAX_WEIGHT) {
@@ -412,8 +409,7 @@ static const char *offload_cmd_host(cmd_parms *cmd, void *dconf,
     h->base = apr_pstrcat(cmd->pool, scheme, "://", h->target->authority,
                           prefix, NULL);
     h->weight = w;
-    APR_ARRAY_PUSH(offload_list(cmd->pool, &conf->hosts), offload_host *) =
-        h;
+    APR_ARRAY_PUSH(offload_list(cmd->pool, &conf->hosts), offload_host *) = h;
     return NULL;
 }
 
@@ -446,12 +442,13 @@ static const char *offload_cmd_min_size(cmd_parms *cmd, void *dconf,
             break;
         }
     }
-    if (end == arg || *end != '\0' || errno != 0 || n < 0
-        || !apr_isdigit(*arg) || n > APR_INT64_MAX / unit) {
+    if (end == arg || *end != '\0' || errno != 0 || n < 0 ||
+        !apr_isdigit(*arg) || n > APR_INT64_MAX / unit) {
         return apr_psprintf(cmd->pool,
                             "OffloadMinSize: '%s' is not a size (a whole "
                             "number of bytes, optionally followed by K, M "
-                            "or G)", arg);
+                            "or G)",
+                            arg);
     }
     conf->min_size = (apr_off_t)(n * unit);
     return NULL;
@@ -471,7 +468,8 @@ static const char *offload_cmd_redirect_status(cmd_parms *cmd, void *dconf,
     }
     return apr_psprintf(cmd->pool,
                         "OffloadRedirectStatus: '%s' is not allowed "
-                        "(use 302, 303 or 307)", arg);
+                        "(use 302, 303 or 307)",
+                        arg);
 }
 
 /*
@@ -484,17 +482,15 @@ static const char *offload_cmd_select(cmd_parms *cmd, void *dconf,
 
     if (!strcasecmp(arg, "hash")) {
         conf->select = OFFLOAD_SELECT_HASH;
-    }
-    else if (!strcasecmp(arg, "random")) {
+    } else if (!strcasecmp(arg, "random")) {
         conf->select = OFFLOAD_SELECT_RANDOM;
-    }
-    else if (!strcasecmp(arg, "roundrobin")) {
+    } else if (!strcasecmp(arg, "roundrobin")) {
         conf->select = OFFLOAD_SELECT_ROUNDROBIN;
-    }
-    else {
+    } else {
         return apr_psprintf(cmd->pool,
                             "OffloadSelect: '%s' is not allowed (use hash, "
-                            "random or roundrobin)", arg);
+                            "random or roundrobin)",
+                            arg);
     }
     return NULL;
 }
@@ -534,8 +530,7 @@ static const char *offload_cmd_exclude_address(cmd_parms *cmd, void *dconf,
     }
     if (strpbrk(arg, "*?[") != NULL) {
         rule->pattern = apr_pstrdup(cmd->pool, arg);
-    }
-    else {
+    } else {
         char *ip = apr_pstrdup(cmd->temp_pool, arg);
         char *mask = strchr(ip, '/');
         apr_status_t rv;
@@ -548,7 +543,8 @@ static const char *offload_cmd_exclude_address(cmd_parms *cmd, void *dconf,
             return apr_psprintf(cmd->pool,
                                 "OffloadExcludeAddress: '%s' is neither an "
                                 "address, a CIDR block nor a wildcard "
-                                "pattern", arg);
+                                "pattern",
+                                arg);
         }
     }
     APR_ARRAY_PUSH(offload_list(cmd->pool, &conf->exclude_addrs),
@@ -623,8 +619,8 @@ static int offload_rank_hosts(request_rec *r, const offload_dir_conf *conf,
                               offload_host **order)
 {
     int n = conf->hosts->nelts;
-    int select = conf->select != OFFLOAD_UNSET ? conf->select
-                                               : OFFLOAD_SELECT_HASH;
+    int select =
+        conf->select != OFFLOAD_UNSET ? conf->select : OFFLOAD_SELECT_HASH;
     offload_host **hosts = (offload_host **)conf->hosts->elts;
     int i, j;
 
@@ -655,8 +651,7 @@ static int offload_rank_hosts(request_rec *r, const offload_dir_conf *conf,
             if (select == OFFLOAD_SELECT_RANDOM) {
                 ap_random_insecure_bytes(&x, sizeof(x));
                 x >>= 11;
-            }
-            else {
+            } else {
                 x = offload_hash(hosts[i], r->uri);
             }
             /* insertion by descending score; ties keep declaration order */
@@ -694,18 +689,15 @@ static const char *offload_engine_off(request_rec *r,
 }
 
 /* Declines when no OffloadHost applies. */
-static const char *offload_no_host(request_rec *r,
-                                   const offload_dir_conf *conf)
+static const char *offload_no_host(request_rec *r, const offload_dir_conf *conf)
 {
     (void)r;
-    return conf->hosts != NULL && conf->hosts->nelts > 0
-               ? NULL
-               : "no OffloadHost";
+    return conf->hosts != NULL && conf->hosts->nelts > 0 ? NULL
+                                                         : "no OffloadHost";
 }
 
 /* Declines every method but GET (HEAD included: the daemon sends HEADs). */
-static const char *offload_method(request_rec *r,
-                                  const offload_dir_conf *conf)
+static const char *offload_method(request_rec *r, const offload_dir_conf *conf)
 {
     (void)conf;
     return r->method_number == M_GET && !r->header_only ? NULL : r->method;
@@ -728,8 +720,8 @@ static const char *offload_error_document(request_rec *r,
                                           const offload_dir_conf *conf)
 {
     (void)conf;
-    return r->status == HTTP_OK && (r->prev == NULL || r->prev->status
-                                                           == HTTP_OK)
+    return r->status == HTTP_OK &&
+                   (r->prev == NULL || r->prev->status == HTTP_OK)
                ? NULL
                : "internal redirect for an error";
 }
@@ -755,8 +747,7 @@ static const char *offload_from_offload_host(request_rec *r,
         return NULL;
     }
     for (i = 0; i < offload_targets->nelts; i++) {
-        offload_target *t = APR_ARRAY_IDX(offload_targets, i,
-                                          offload_target *);
+        offload_target *t = APR_ARRAY_IDX(offload_targets, i, offload_target *);
         apr_sockaddr_t *sa;
 
         for (sa = t->addrs; sa != NULL; sa = sa->next) {
@@ -775,8 +766,7 @@ static const char *offload_from_offload_host(request_rec *r,
  */
 static const char *const offload_magic_types[] = {
     "httpd/*", "application/x-httpd-*", "text/x-server-parsed-html*",
-    "application/x-type-map", NULL
-};
+    "application/x-type-map", NULL};
 
 /*
  * Declines unless Apache's default static-file handler will answer: at
@@ -784,22 +774,21 @@ static const char *const offload_magic_types[] = {
  * the handler), "default-handler" when set explicitly; anything else is a
  * SetHandler/AddHandler (cgi-script, server-status, proxy-server, ...).
  */
-static const char *offload_handler(request_rec *r,
-                                   const offload_dir_conf *conf)
+static const char *offload_handler(request_rec *r, const offload_dir_conf *conf)
 {
     const char *type = r->content_type;
     int i;
 
     (void)conf;
-    if (r->handler != NULL && strcmp(r->handler, "default-handler") != 0
-        && (type == NULL || strcasecmp(r->handler, type) != 0)) {
+    if (r->handler != NULL && strcmp(r->handler, "default-handler") != 0 &&
+        (type == NULL || strcasecmp(r->handler, type) != 0)) {
         return r->handler;
     }
     if (type != NULL) {
         type = ap_field_noparam(r->pool, type);
         for (i = 0; offload_magic_types[i] != NULL; i++) {
-            if (apr_fnmatch(offload_magic_types[i], type,
-                            APR_FNM_CASE_BLIND) == APR_SUCCESS) {
+            if (apr_fnmatch(offload_magic_types[i], type, APR_FNM_CASE_BLIND) ==
+                APR_SUCCESS) {
                 return type;
             }
         }
@@ -823,8 +812,7 @@ static const char *offload_path_info(request_rec *r,
                                      const offload_dir_conf *conf)
 {
     (void)conf;
-    return r->path_info == NULL || *r->path_info == '\0' ? NULL
-                                                          : r->path_info;
+    return r->path_info == NULL || *r->path_info == '\0' ? NULL : r->path_info;
 }
 
 /* Declines files smaller than OffloadMinSize. */
@@ -884,8 +872,7 @@ static const char *offload_user_agent(request_rec *r,
 }
 
 /* Declines clients whose address is excluded (CIDR or pattern). */
-static const char *offload_address(request_rec *r,
-                                   const offload_dir_conf *conf)
+static const char *offload_address(request_rec *r, const offload_dir_conf *conf)
 {
     int i;
 
@@ -897,8 +884,8 @@ static const char *offload_address(request_rec *r,
             APR_ARRAY_IDX(conf->exclude_addrs, i, offload_addr_rule *);
 
         if (rule->subnet != NULL
-                ? r->useragent_addr != NULL
-                      && apr_ipsubnet_test(rule->subnet, r->useragent_addr)
+                ? r->useragent_addr != NULL &&
+                      apr_ipsubnet_test(rule->subnet, r->useragent_addr)
                 : apr_fnmatch(rule->pattern, r->useragent_ip,
                               APR_FNM_CASE_BLIND) == APR_SUCCESS) {
             return r->useragent_ip;
@@ -936,14 +923,12 @@ static int offload_is_public(request_rec *r)
     r->log = &quiet;
 
     if (ap_satisfies(r) == SATISFY_ANY) {
-        pub = ap_run_access_checker(r) == OK
-              || (ap_run_access_checker_ex(r) == OK
-                  && ap_run_force_authn(r) != OK);
-    }
-    else {
-        pub = ap_run_access_checker(r) == OK
-              && ap_run_access_checker_ex(r) == OK
-              && ap_run_force_authn(r) != OK;
+        pub =
+            ap_run_access_checker(r) == OK ||
+            (ap_run_access_checker_ex(r) == OK && ap_run_force_authn(r) != OK);
+    } else {
+        pub = ap_run_access_checker(r) == OK &&
+              ap_run_access_checker_ex(r) == OK && ap_run_force_authn(r) != OK;
     }
 
     r->user = user;
@@ -1043,8 +1028,7 @@ static int offload_fixups(request_rec *r)
         const char *why = offload_rules[i].declines(r, conf);
 
         if (why != NULL) {
-            apr_table_setn(r->notes, "offload-declined",
-                           offload_rules[i].name);
+            apr_table_setn(r->notes, "offload-declined", offload_rules[i].name);
             ap_log_rerror(APLOG_MARK, level, 0, r,
                           "offload: declined %s: %s (%s)", r->uri,
                           offload_rules[i].name, why);
@@ -1106,18 +1090,18 @@ static int offload_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     for (i = 0; i < offload_targets->nelts; i++) {
-        offload_target *t = APR_ARRAY_IDX(offload_targets, i,
-                                          offload_target *);
+        offload_target *t = APR_ARRAY_IDX(offload_targets, i, offload_target *);
 
-        rv = apr_sockaddr_info_get(&t->addrs, t->hostname, APR_UNSPEC,
-                                   t->port, 0, pconf);
+        rv = apr_sockaddr_info_get(&t->addrs, t->hostname, APR_UNSPEC, t->port,
+                                   0, pconf);
         if (rv != APR_SUCCESS) {
             t->addrs = NULL;
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
                          "OffloadHost %s: the name does not resolve; it is "
                          "still used for redirects, but its requests are "
                          "recognised only by the " OFFLOAD_BYPASS_HEADER
-                         " header", t->authority);
+                         " header",
+                         t->authority);
         }
     }
     return OK;
@@ -1147,12 +1131,13 @@ static const command_rec offload_cmds[] = {
     AP_INIT_ITERATE("OffloadExcludeUserAgent", offload_cmd_pattern,
                     (void *)offsetof(offload_dir_conf, exclude_agents),
                     OR_OPTIONS, "User-Agent patterns never offloaded"),
-    AP_INIT_ITERATE("OffloadExcludeAddress", offload_cmd_exclude_address,
-                    NULL, OR_OPTIONS,
+    AP_INIT_ITERATE("OffloadExcludeAddress", offload_cmd_exclude_address, NULL,
+                    OR_OPTIONS,
                     "client addresses, CIDR blocks or patterns never "
                     "offloaded"),
-    {NULL, {NULL}, NULL, 0, RAW_ARGS, NULL}
-};
+    {NULL, {NULL}, NULL, 0, RAW_ARGS, NULL}};
+
+/* ---- module ------------------------------------------------------------ */
 
 /*
  * Registers the hooks: the decision runs as the last fixup so that every
@@ -1166,13 +1151,11 @@ static void offload_register_hooks(apr_pool_t *p)
     ap_hook_fixups(offload_fixups, NULL, NULL, APR_HOOK_LAST);
 }
 
-AP_DECLARE_MODULE(offload) = {
-    STANDARD20_MODULE_STUFF,
-    offload_create_dir_conf,
-    offload_merge_dir_conf,
-    NULL,
-    NULL,
-    offload_cmds,
-    offload_register_hooks,
-    AP_MODULE_FLAG_NONE
-};
+AP_DECLARE_MODULE(offload) = {STANDARD20_MODULE_STUFF,
+                              offload_create_dir_conf,
+                              offload_merge_dir_conf,
+                              NULL,
+                              NULL,
+                              offload_cmds,
+                              offload_register_hooks,
+                              AP_MODULE_FLAG_NONE};
