@@ -609,65 +609,88 @@ static apr_uint64_t offload_hash(const offload_host *h, const char *path)
 }
 
 /*
- * Fills order[0..n-1] (n = conf->hosts->nelts) with the hosts in the
- * order they should be tried for request r, best first. hash: weighted
- * rendezvous hashing of r->uri (score = weight / -ln u); random: the same
- * with random u; roundrobin: a weighted rotation per process. Returns n.
- * A health check only has to skip unusable hosts in this order.
+ * Fills order[0..n-1] with the n hosts in a weighted rotation that moves
+ * one turn per call in this process: weight=N gives a host N turns in a
+ * row. Returns n.
+ */
+static int offload_rank_rotation(offload_host **hosts, int n,
+                                 offload_host **order)
+{
+    apr_uint32_t total = 0, turn;
+    int start = 0, i;
+
+    for (i = 0; i < n; i++) {
+        total += (apr_uint32_t)hosts[i]->weight;
+    }
+    turn = apr_atomic_inc32(&offload_rr_counter) % total;
+    while (turn >= (apr_uint32_t)hosts[start]->weight) {
+        turn -= (apr_uint32_t)hosts[start]->weight;
+        start++;
+    }
+    for (i = 0; i < n; i++) {
+        order[i] = hosts[(start + i) % n];
+    }
+    return n;
+}
+
+/*
+ * Fills order[0..n-1] with the n hosts by descending rendezvous score
+ * weight / -ln(u), u from the hash of the host and path (random: from
+ * random bytes); ties keep declaration order. score is scratch space for
+ * n doubles. Returns n.
+ */
+static int offload_rank_scores(offload_host **hosts, int n, const char *path,
+                               int random, double *score, offload_host **order)
+{
+    int i, j;
+
+    for (i = 0; i < n; i++) {
+        apr_uint64_t x;
+        double s;
+
+        if (random) {
+            ap_random_insecure_bytes(&x, sizeof(x));
+            x >>= 11;
+        } else {
+            x = offload_hash(hosts[i], path);
+        }
+        s = hosts[i]->weight / offload_neg_ln(x);
+        /* insertion sort: n is a handful of hosts */
+        for (j = i; j > 0 && s > score[j - 1]; j--) {
+            order[j] = order[j - 1];
+            score[j] = score[j - 1];
+        }
+        order[j] = hosts[i];
+        score[j] = s;
+    }
+    return n;
+}
+
+/*
+ * Fills order[0..n-1] (n = conf->hosts->nelts, at least 1) with the hosts
+ * in the order they should be tried for request r, best first, as
+ * OffloadSelect says: hash (rendezvous hashing of r->uri), random or
+ * roundrobin. Returns n. Scratch memory comes from r->pool. A health
+ * check only has to skip the unusable hosts in this order.
  */
 static int offload_rank_hosts(request_rec *r, const offload_dir_conf *conf,
                               offload_host **order)
 {
     int n = conf->hosts->nelts;
-    int select =
-        conf->select != OFFLOAD_UNSET ? conf->select : OFFLOAD_SELECT_HASH;
     offload_host **hosts = (offload_host **)conf->hosts->elts;
-    int i, j;
 
-    if (select == OFFLOAD_SELECT_ROUNDROBIN) {
-        apr_uint32_t total = 0, turn;
-        int start = 0;
-
-        for (i = 0; i < n; i++) {
-            total += (apr_uint32_t)hosts[i]->weight;
-        }
-        turn = apr_atomic_inc32(&offload_rr_counter) % total;
-        while (turn >= (apr_uint32_t)hosts[start]->weight) {
-            turn -= (apr_uint32_t)hosts[start]->weight;
-            start++;
-        }
-        for (i = 0; i < n; i++) {
-            order[i] = hosts[(start + i) % n];
-        }
-        return n;
+    switch (conf->select) {
+    case OFFLOAD_SELECT_ROUNDROBIN:
+        return offload_rank_rotation(hosts, n, order);
+    case OFFLOAD_SELECT_RANDOM:
+        return offload_rank_scores(hosts, n, r->uri, 1,
+                                   apr_palloc(r->pool, n * sizeof(double)),
+                                   order);
+    default: /* OFFLOAD_SELECT_HASH, the default when unset */
+        return offload_rank_scores(hosts, n, r->uri, 0,
+                                   apr_palloc(r->pool, n * sizeof(double)),
+                                   order);
     }
-
-    {
-        double *score = apr_palloc(r->pool, n * sizeof(double));
-
-        for (i = 0; i < n; i++) {
-            apr_uint64_t x;
-
-            if (select == OFFLOAD_SELECT_RANDOM) {
-                ap_random_insecure_bytes(&x, sizeof(x));
-                x >>= 11;
-            } else {
-                x = offload_hash(hosts[i], r->uri);
-            }
-            /* insertion by descending score; ties keep declaration order */
-            score[i] = hosts[i]->weight / offload_neg_ln(x);
-            for (j = i; j > 0 && score[i] > score[j - 1]; j--) {
-                order[j] = order[j - 1];
-            }
-            order[j] = hosts[i];
-            if (j != i) {
-                double s = score[i];
-                memmove(score + j + 1, score + j, (i - j) * sizeof(double));
-                score[j] = s;
-            }
-        }
-    }
-    return n;
 }
 
 /* ---- decision predicates ----------------------------------------------- */
