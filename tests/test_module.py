@@ -730,3 +730,18 @@ OffloadHost %s
     log = a.error_log_text()
     assert re.search(r"\[offload:debug\].*offload: /quiet.bin -> ", log)
     assert re.search(r"\[offload:debug\].*declined /quiet.bin: query", log)
+
+
+def test_files_context(apache_factory):
+    a = apache_factory(conf_extra="""
+OffloadHost %s
+<Files "*.iso">
+    OffloadEngine On
+</Files>
+""" % HOST_A, start=False)
+    digest = harness.write_file(os.path.join(a.docroot, "x.bin"), BIG)
+    harness.write_file(os.path.join(a.docroot, "x.iso"), BIG)
+    a.start()
+    assert_offloaded(a, "/x.iso", "http://%s/x.iso" % HOST_A)
+    assert_declined(a, "/x.bin", digest)
+    assert entry_for(a, "/x.bin")["offload_declined"] == "engine-off"
