@@ -212,9 +212,9 @@ class Demo:
         if " 302" not in status:
             hint = ""
             if " 200" in status:
-                hint = (" (mod_offload declined it: is the module finished? "
-                        "see git log; reason noted in the access log: \"%s\")"
-                        % self.last_declined(BIG_PATH))
+                hint = ("; mod_offload declined it (offload-declined: "
+                        "\"%s\"); if the module does not redirect yet, "
+                        "see git log" % self.last_declined(BIG_PATH))
             self.check(False, "", "the base answered %r instead of a 302%s"
                        % (status or "nothing (curl exit %d)" % rc, hint))
             return False
@@ -268,9 +268,13 @@ class Demo:
                      "body)" % (self.rel(published),
                                 os.path.getsize(published)))
 
-        ok = self.check(rc == 0 and last.startswith("200 "),
-                        "curl got 200 after the redirect",
-                        "download %d: curl exit %d, %r" % (n, rc, last))
+        via_daemon = last.startswith("200 ") and \
+            last.split(" ")[-1] == self.daemon.url(BIG_PATH)
+        ok = self.check(rc == 0 and via_daemon,
+                        "curl got 200 from the offload host after the "
+                        "redirect",
+                        "download %d: curl exit %d, %r (not a 200 from the "
+                        "offload host)" % (n, rc, last))
         fetches = [e for e in base if e["client"] == "127.0.0.1" and
                    e["uri"] == BIG_PATH]
         heads = [e for e in fetches if e["method"] == "HEAD"]

@@ -16,6 +16,7 @@ def test_demo_oneshot():
     assert p.returncode == 0, out
     assert "HTTP/1.1 302 Found" in out, out
     assert "ok      302 to the offload host" in out, out
+    assert out.count("ok      curl got 200 from the offload host") == 2, out
     assert "ok      offload daemon: MISS" in out, out
     assert "ok      offload daemon: HIT" in out, out
     assert "ok      base: only a HEAD" in out, out
