@@ -79,6 +79,33 @@
 #define OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS 1
 #endif
 
+/* The refusal status of one download too many: 503 with Retry-After is
+ * retried later by download managers (see docs/offload_daemon.md). */
+#ifndef OFFLOAD_DEFAULT_DUPE_STATUS
+#define OFFLOAD_DEFAULT_DUPE_STATUS 503
+#endif
+
+/* Milliseconds a download over MaxDupeDownloads waits for a slot to be
+ * freed before it is refused: a process that just sent its last byte may
+ * not have freed its slot yet when the client asks again. */
+#ifndef OFFLOAD_DUPE_GRACE_MS
+#define OFFLOAD_DUPE_GRACE_MS 250
+#endif
+
+/* Retry-After seconds sent with 429 and 503. */
+#ifndef OFFLOAD_RETRY_AFTER
+#define OFFLOAD_RETRY_AFTER 10
+#endif
+
+#ifndef OFFLOAD_MAX_TRUSTED_PROXIES
+#define OFFLOAD_MAX_TRUSTED_PROXIES 32
+#endif
+
+/* Longest line in the daemon's config file. */
+#ifndef OFFLOAD_MAX_CONFIG_LINE
+#define OFFLOAD_MAX_CONFIG_LINE 4096
+#endif
+
 /* Seconds running downloads get to finish after SIGTERM. */
 #ifndef OFFLOAD_SHUTDOWN_GRACE
 #define OFFLOAD_SHUTDOWN_GRACE 30

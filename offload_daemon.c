@@ -30,6 +30,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -48,6 +50,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <syslog.h>
+#include <grp.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -97,20 +101,36 @@ struct listen_spec {
     char port[8];
 };
 
-/* Everything set at start-up from the command line. */
+/* An address block, for TrustedProxy. */
+struct cidr {
+    int family;                    /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    int bits;
+};
+
+/* Everything set at start-up from the config file and the flags. */
 struct settings {
     char base_url[OFFLOAD_MAX_PATH];
     char base_host[256];           /* host name or address, no brackets */
     char base_port[8];
     char base_authority[300];      /* Host header: host[:port] as given */
     char base_prefix[OFFLOAD_MAX_PATH]; /* path part of --base, no final / */
-    char base_address[256];        /* --base-address, or empty */
+    char base_address[256];        /* BaseAddress, or empty */
     struct listen_spec listen[OFFLOAD_MAX_LISTEN];
     int nlisten;
     char cache_dir[PATH_MAX];
-    int foreground;
     int timeout;                   /* seconds */
     int max_clients;
+    int max_dupe;                  /* MaxDupeDownloads; 0 = no cap */
+    int dupe_status;               /* 403, 429 or 503 */
+    int robots_txt;                /* answer /robots.txt ourselves */
+    char access_log[PATH_MAX];     /* empty: none (stdout under -F) */
+    char error_log[PATH_MAX];      /* empty: stderr under -F, else syslog */
+    char pid_file[PATH_MAX];
+    char user[64];
+    char docroot[PATH_MAX];        /* DocumentRoot: serve from here */
+    struct cidr trusted[OFFLOAD_MAX_TRUSTED_PROXIES];
+    int ntrusted;
 };
 
 /* One client request. Header values point into buf. */
@@ -131,6 +151,8 @@ struct request {
     const char *if_modified_since;
     const char *user_agent;
     const char *referer;
+    const char *x_forwarded_for;
+    char client[INET6_ADDRSTRLEN + 8]; /* peer, or last XFF hop of a proxy */
     /* what happened, for the access log */
     int status;
     long long body_sent;
@@ -177,6 +199,7 @@ struct object {
     char lock_path[PATH_MAX + 32]; /* held (flock) by the fetcher */
     uint64_t hash;                 /* the name, as a number */
     int fd;                        /* open copy, -1 if none */
+    off_t data_offset;             /* where the body starts in fd */
     int lock_fd;                   /* readers' own descriptor of the lock */
     int notify_fd;                 /* inotify watch on a growing fd */
     int growing;                   /* fd is a .part still being written */
@@ -198,6 +221,23 @@ static int g_listen_fd[OFFLOAD_MAX_LISTEN];   /* bound sockets */
 static int g_nlisten_fd;                      /* how many are bound */
 static volatile sig_atomic_t g_got_sigchld;   /* parent: reap children */
 static volatile sig_atomic_t g_got_sigterm;   /* stop accepting, exit */
+static volatile sig_atomic_t g_got_sighup;    /* parent: re-read config */
+static volatile sig_atomic_t g_got_sigusr1;   /* parent: reopen logs */
+static int g_foreground;                      /* -F */
+static int g_cgi;                             /* --cgi: one request */
+static int g_error_fd = STDERR_FILENO;        /* error log, or -1: syslog */
+static int g_access_fd = -1;                  /* access log, or -1: none */
+static char **g_argv;                         /* command line (a copy) */
+static int g_argc;
+static const char *g_config_file;             /* -f FILE, or NULL */
+static char *g_title;                         /* process title area */
+static size_t g_title_room;                   /* its size */
+static struct shared *g_shared;               /* NULL in unit tests, CGI */
+static int g_slot = -1;                       /* child: its download slot */
+
+/* Defined in the start-up section, used by the accept loop and --cgi. */
+static void config_reload(void);
+static int logs_open(void);
 static int g_active_children;                 /* parent: live children */
 static int g_base_fd = -1;                    /* child: kept-alive base */
 static uint64_t *g_cache_errors;              /* shared: objects whose cache
@@ -233,7 +273,16 @@ static void log_msg(const char *level, const char *fmt, ...)
     if (n >= sizeof(line) - 1)
         n = sizeof(line) - 2;
     line[n++] = '\n';
-    if (write(STDERR_FILENO, line, n) < 0) {
+    if (g_error_fd < 0) {
+        int prio = strcmp(level, "error") == 0    ? LOG_ERR
+                   : strcmp(level, "warning") == 0 ? LOG_WARNING
+                   : strcmp(level, "notice") == 0  ? LOG_NOTICE
+                                                   : LOG_INFO;
+        line[n - 1] = '\0';
+        syslog(prio, "%s", strstr(line, "] [pid ") + 2);
+        return;
+    }
+    if (write(g_error_fd, line, n) < 0) {
         /* nowhere left to report it */
     }
 }
@@ -355,6 +404,51 @@ static void socket_set_timeouts(int fd, int seconds)
 static const char *etag_opaque(const char *etag)
 {
     return strncmp(etag, "W/", 2) == 0 ? etag + 2 : etag;
+}
+
+/*
+ * Make the memory of argv[] (and of the environment that follows it)
+ * usable as the process title shown by ps, as Linux allows: the
+ * environment is moved to the heap first. argv[] is overwritten by
+ * proctitle_set(), so callers keep their own copy of it.
+ */
+static void proctitle_init(int argc, char **argv)
+{
+    extern char **environ;
+    char *end = argv[0] + strlen(argv[0]) + 1;
+    char **env;
+    int i, n;
+
+    for (i = 1; i < argc && argv[i] == end; i++)
+        end = argv[i] + strlen(argv[i]) + 1;
+    for (n = 0; environ[n] != NULL; n++) {
+    }
+    env = calloc((size_t)n + 1, sizeof(*env));
+    if (env == NULL)
+        return;
+    for (i = 0; i < n; i++) {
+        if (environ[i] == end)
+            end = environ[i] + strlen(environ[i]) + 1;
+        env[i] = strdup(environ[i]);
+    }
+    environ = env;
+    g_title = argv[0];
+    g_title_room = (size_t)(end - argv[0]);
+}
+
+/* Set the process title (ps, top): "offload: WHAT". */
+static void proctitle_set(const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (g_title == NULL)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(g_title, g_title_room, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < g_title_room)
+        memset(g_title + n, '\0', g_title_room - (size_t)n);
 }
 
 /* ======================================================================
@@ -499,6 +593,8 @@ static int request_field(void *ctx, char *name, char *value)
         rq->user_agent = value;
     } else if (strcasecmp(name, "Referer") == 0) {
         rq->referer = value;
+    } else if (strcasecmp(name, "X-Forwarded-For") == 0) {
+        rq->x_forwarded_for = value;
     }
     return 0;
 }
@@ -1008,6 +1104,397 @@ static int base_response_parse(struct base_response *br)
 }
 
 /* ======================================================================
+ * Settings: one table for the config file and the flags
+ * ====================================================================== */
+
+/* Parse "ADDR" or "ADDR/BITS" (IPv4 or IPv6) into c. Returns 0 or -1. */
+static int cidr_parse(const char *s, struct cidr *c)
+{
+    char addr[INET6_ADDRSTRLEN + 1];
+    const char *slash = strchr(s, '/');
+    size_t al = slash ? (size_t)(slash - s) : strlen(s);
+    int max;
+
+    if (al == 0 || al >= sizeof(addr))
+        return -1;
+    memcpy(addr, s, al);
+    addr[al] = '\0';
+    memset(c, 0, sizeof(*c));
+    if (inet_pton(AF_INET, addr, c->addr) == 1) {
+        c->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, addr, c->addr) == 1) {
+        c->family = AF_INET6;
+        max = 128;
+    } else {
+        return -1;
+    }
+    if (slash == NULL) {
+        c->bits = max;
+        return 0;
+    }
+    c->bits = (int)parse_length(slash + 1);
+    return c->bits < 0 || c->bits > max ? -1 : 0;
+}
+
+/* Is the textual address addr inside c? */
+static int cidr_contains(const struct cidr *c, const char *addr)
+{
+    unsigned char a[16];
+    int full, rest;
+
+    if (inet_pton(c->family, addr, a) != 1)
+        return 0;
+    full = c->bits / 8;
+    rest = c->bits % 8;
+    if (memcmp(a, c->addr, (size_t)full) != 0)
+        return 0;
+    return rest == 0 ||
+           ((a[full] ^ c->addr[full]) & (0xff << (8 - rest)) & 0xff) == 0;
+}
+
+/* Parse "On" or "Off". Returns 1, 0, or -1. */
+static int parse_on_off(const char *v)
+{
+    if (strcasecmp(v, "On") == 0)
+        return 1;
+    if (strcasecmp(v, "Off") == 0)
+        return 0;
+    return -1;
+}
+
+/* Setters: store value into c, or return -1 with *why saying what is
+ * wrong with it. One per setting; the table below names them. */
+
+static int set_base_url(struct settings *c, const char *v, const char **why)
+{
+    return base_url_parse(v, c, why);
+}
+
+static int set_string(char *dst, size_t sz, const char *v, const char **why)
+{
+    if (copy_string(dst, sz, v) != 0) {
+        *why = "too long";
+        return -1;
+    }
+    return 0;
+}
+
+static int set_base_address(struct settings *c, const char *v, const char **why)
+{
+    return set_string(c->base_address, sizeof(c->base_address), v, why);
+}
+
+static int set_listen(struct settings *c, const char *v, const char **why)
+{
+    if (c->nlisten >= OFFLOAD_MAX_LISTEN) {
+        *why = "too many addresses";
+        return -1;
+    }
+    if (listen_parse(v, &c->listen[c->nlisten]) != 0) {
+        *why = "expected ADDR:PORT or [ADDR]:PORT";
+        return -1;
+    }
+    c->nlisten++;
+    return 0;
+}
+
+static int set_cache_dir(struct settings *c, const char *v, const char **why)
+{
+    return set_string(c->cache_dir, sizeof(c->cache_dir), v, why);
+}
+
+/* A whole number from min to max into *dst. */
+static int set_number(int *dst, const char *v, int min, int max,
+                      const char **why)
+{
+    static char msg[80];
+    long long n = parse_length(v);
+
+    if (n < min || n > max) {
+        snprintf(msg, sizeof(msg), "expected a whole number from %d to %d",
+                 min, max);
+        *why = msg;
+        return -1;
+    }
+    *dst = (int)n;
+    return 0;
+}
+
+static int set_max_dupe(struct settings *c, const char *v, const char **why)
+{
+    return set_number(&c->max_dupe, v, 0, 1000, why);
+}
+
+static int set_max_clients(struct settings *c, const char *v, const char **why)
+{
+    return set_number(&c->max_clients, v, 1, 100000, why);
+}
+
+static int set_timeout(struct settings *c, const char *v, const char **why)
+{
+    return set_number(&c->timeout, v, 1, 3600, why);
+}
+
+static int set_access_log(struct settings *c, const char *v, const char **why)
+{
+    return set_string(c->access_log, sizeof(c->access_log), v, why);
+}
+
+static int set_error_log(struct settings *c, const char *v, const char **why)
+{
+    return set_string(c->error_log, sizeof(c->error_log), v, why);
+}
+
+static int set_pid_file(struct settings *c, const char *v, const char **why)
+{
+    return set_string(c->pid_file, sizeof(c->pid_file), v, why);
+}
+
+static int set_user(struct settings *c, const char *v, const char **why)
+{
+    return set_string(c->user, sizeof(c->user), v, why);
+}
+
+static int set_trusted_proxy(struct settings *c, const char *v,
+                             const char **why)
+{
+    if (c->ntrusted >= OFFLOAD_MAX_TRUSTED_PROXIES) {
+        *why = "too many addresses";
+        return -1;
+    }
+    if (cidr_parse(v, &c->trusted[c->ntrusted]) != 0) {
+        *why = "expected an address or ADDR/BITS";
+        return -1;
+    }
+    c->ntrusted++;
+    return 0;
+}
+
+static int set_dupe_status(struct settings *c, const char *v, const char **why)
+{
+    long long n = parse_length(v);
+
+    if (n != 403 && n != 429 && n != 503) {
+        *why = "expected 403, 429 or 503";
+        return -1;
+    }
+    c->dupe_status = (int)n;
+    return 0;
+}
+
+static int set_robots_txt(struct settings *c, const char *v, const char **why)
+{
+    int on = parse_on_off(v);
+
+    if (on < 0) {
+        *why = "expected On or Off";
+        return -1;
+    }
+    c->robots_txt = on;
+    return 0;
+}
+
+static int set_docroot(struct settings *c, const char *v, const char **why)
+{
+    return set_string(c->docroot, sizeof(c->docroot), v, why);
+}
+
+/* One setting: its config-file name, its flag, whether it may be given
+ * more than once (a list), and its setter. */
+struct setting_def {
+    const char *name;
+    const char *flag;
+    int repeatable;
+    int (*set)(struct settings *c, const char *value, const char **why);
+};
+
+static const struct setting_def g_setting_defs[] = {
+    {"BaseURL", "--base", 0, set_base_url},
+    {"BaseAddress", "--base-address", 0, set_base_address},
+    {"Listen", "--listen", 1, set_listen},
+    {"CacheDir", "--cache-dir", 0, set_cache_dir},
+    {"MaxDupeDownloads", "--max-dupe-downloads", 0, set_max_dupe},
+    {"MaxClients", "--max-clients", 0, set_max_clients},
+    {"Timeout", "--timeout", 0, set_timeout},
+    {"AccessLog", "--access-log", 0, set_access_log},
+    {"ErrorLog", "--error-log", 0, set_error_log},
+    {"PidFile", "--pid-file", 0, set_pid_file},
+    {"User", "--user", 0, set_user},
+    {"TrustedProxy", "--trusted-proxy", 1, set_trusted_proxy},
+    {"DupeStatus", "--dupe-status", 0, set_dupe_status},
+    {"RobotsTxt", "--robots-txt", 0, set_robots_txt},
+    {"DocumentRoot", "--docroot", 0, set_docroot},
+};
+#define N_SETTINGS (sizeof(g_setting_defs) / sizeof(g_setting_defs[0]))
+
+/* The compiled-in defaults. */
+static void settings_defaults(struct settings *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->timeout = OFFLOAD_DEFAULT_TIMEOUT;
+    c->max_clients = OFFLOAD_DEFAULT_MAX_CLIENTS;
+    c->max_dupe = OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS;
+    c->dupe_status = OFFLOAD_DEFAULT_DUPE_STATUS;
+    c->robots_txt = 1;
+    copy_string(c->cache_dir, sizeof(c->cache_dir), OFFLOAD_DEFAULT_CACHE_DIR);
+}
+
+/* Find a setting by config-file name (case-insensitive, as Apache's
+ * directives) or by flag. Returns it or NULL. */
+static const struct setting_def *setting_find(const char *name, int by_flag)
+{
+    size_t i;
+
+    for (i = 0; i < N_SETTINGS; i++) {
+        if (by_flag ? strcmp(name, g_setting_defs[i].flag) == 0
+                    : strcasecmp(name, g_setting_defs[i].name) == 0)
+            return &g_setting_defs[i];
+    }
+    return NULL;
+}
+
+/*
+ * Read a config file into c: one "Name value" per line, '#' comments,
+ * blank lines. Returns 0, or -1 with "FILE:LINE: message" in err.
+ */
+static int config_parse_file(const char *path, struct settings *c, char *err,
+                             size_t errsz)
+{
+    char line[OFFLOAD_MAX_CONFIG_LINE + 2];
+    FILE *f = fopen(path, "r");
+    int lineno = 0, rc = -1;
+
+    if (f == NULL) {
+        snprintf(err, errsz, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const struct setting_def *def;
+        char *name, *value, *end;
+        const char *why = NULL;
+        size_t len = strlen(line);
+
+        lineno++;
+        if (len > 0 && line[len - 1] != '\n' && !feof(f)) {
+            snprintf(err, errsz, "%s:%d: line too long", path, lineno);
+            goto out;
+        }
+        name = line + strspn(line, " \t");
+        end = name + strlen(name);
+        while (end > name && isspace((unsigned char)end[-1]))
+            *--end = '\0';
+        if (*name == '\0' || *name == '#')
+            continue;
+        value = name + strcspn(name, " \t");
+        if (*value != '\0')
+            *value++ = '\0';
+        value += strspn(value, " \t");
+        if (value[0] == '"' && end - value >= 2 && end[-1] == '"') {
+            end[-1] = '\0';
+            value++;
+        }
+        def = setting_find(name, 0);
+        if (def == NULL) {
+            snprintf(err, errsz, "%s:%d: unknown setting %s", path, lineno,
+                     name);
+            goto out;
+        }
+        if (*value == '\0') {
+            snprintf(err, errsz, "%s:%d: %s needs a value", path, lineno,
+                     def->name);
+            goto out;
+        }
+        if (def->set(c, value, &why) != 0) {
+            snprintf(err, errsz, "%s:%d: %s %s: %s", path, lineno, def->name,
+                     value, why);
+            goto out;
+        }
+    }
+    if (ferror(f)) {
+        snprintf(err, errsz, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    fclose(f);
+    return rc;
+}
+
+/* Can a log or pid file be written at path? Returns 0, or -1 with err. */
+static int path_writable(const char *what, const char *path, char *err,
+                         size_t errsz)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+
+    if (fd < 0) {
+        snprintf(err, errsz, "%s %s: %s", what, path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/*
+ * Check settings as a whole, after the file and the flags: what is
+ * required, and that paths can be used. Makes CacheDir absolute.
+ * Returns 0, or -1 with err.
+ */
+static int settings_check(struct settings *c, char *err, size_t errsz)
+{
+    char real[PATH_MAX];
+    struct stat st;
+
+    if (c->base_url[0] == '\0') {
+        snprintf(err, errsz, "BaseURL (--base) is required");
+        return -1;
+    }
+    if (c->nlisten == 0) {
+        strcpy(c->listen[0].host, "0.0.0.0");
+        snprintf(c->listen[0].port, sizeof(c->listen[0].port), "%d",
+                 OFFLOAD_DEFAULT_PORT);
+        c->nlisten = 1;
+    }
+    if (mkdir(c->cache_dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errsz, "CacheDir (--cache-dir) %s: %s", c->cache_dir, strerror(errno));
+        return -1;
+    }
+    if (realpath(c->cache_dir, real) == NULL || access(real, W_OK | X_OK) != 0 ||
+        stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errsz, "CacheDir (--cache-dir) %s: %s", c->cache_dir,
+                 errno ? strerror(errno) : "not a directory");
+        return -1;
+    }
+    if (strlen(real) > PATH_MAX - 64) {
+        snprintf(err, errsz, "CacheDir (--cache-dir) %s: too long", c->cache_dir);
+        return -1;
+    }
+    copy_string(c->cache_dir, sizeof(c->cache_dir), real);
+    if (c->docroot[0]) {
+        if (realpath(c->docroot, real) == NULL || stat(real, &st) != 0 ||
+            !S_ISDIR(st.st_mode) || access(real, R_OK | X_OK) != 0) {
+            snprintf(err, errsz, "DocumentRoot (--docroot) %s: %s", c->docroot,
+                     errno ? strerror(errno) : "not a directory");
+            return -1;
+        }
+        copy_string(c->docroot, sizeof(c->docroot), real);
+    }
+    if (c->access_log[0] && path_writable("AccessLog (--access-log)", c->access_log, err, errsz))
+        return -1;
+    if (c->error_log[0] && path_writable("ErrorLog (--error-log)", c->error_log, err, errsz))
+        return -1;
+    if (g_cgi)
+        return 0;   /* the web server runs us: no pid file, no user */
+    if (c->pid_file[0] && path_writable("PidFile (--pid-file)", c->pid_file, err, errsz))
+        return -1;
+    if (c->user[0] && getpwnam(c->user) == NULL) {
+        snprintf(err, errsz, "User (--user) %s: no such user", c->user);
+        return -1;
+    }
+    return 0;
+}
+
+/* ======================================================================
  * Cache
  *
  * One file per object: a metadata block of OFFLOAD_META_SIZE bytes (text
@@ -1020,6 +1507,15 @@ static int base_response_parse(struct base_response *br)
  * its length checks out, so a partial copy never appears under it.
  * ====================================================================== */
 
+/* A 64-bit hash of s from zlib's two checksums: crc32 high, adler32 low. */
+static uint64_t hash64(const char *s, size_t len)
+{
+    uLong crc = crc32(0L, (const Bytef *)s, (uInt)len);
+    uLong adler = adler32(1L, (const Bytef *)s, (uInt)len);
+
+    return (uint64_t)(crc & 0xffffffffUL) << 32 | (adler & 0xffffffffUL);
+}
+
 /*
  * Fill obj's key and file names for a path (as asked of the base).
  * The name is crc32 and adler32 of the key; a collision only makes two
@@ -1028,21 +1524,18 @@ static int base_response_parse(struct base_response *br)
  */
 static int cache_object_init(struct object *obj, const char *path)
 {
-    uLong crc, adler;
     char hex[HEX_KEY_LEN + 1];
     int n;
 
     memset(obj, 0, sizeof(*obj));
     obj->fd = obj->lock_fd = obj->notify_fd = -1;
+    obj->data_offset = OFFLOAD_META_SIZE;
     n = snprintf(obj->key, sizeof(obj->key), "%s%s", g_cfg.base_authority,
                  path);
     if (n < 0 || (size_t)n >= sizeof(obj->key))
         return -1;
-    crc = crc32(0L, (const Bytef *)obj->key, (uInt)n);
-    adler = adler32(1L, (const Bytef *)obj->key, (uInt)n);
-    snprintf(hex, sizeof(hex), "%08lx%08lx", crc & 0xffffffffUL,
-             adler & 0xffffffffUL);
-    obj->hash = (uint64_t)(crc & 0xffffffffUL) << 32 | (adler & 0xffffffffUL);
+    obj->hash = hash64(obj->key, (size_t)n);
+    snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)obj->hash);
     n = snprintf(obj->dir, sizeof(obj->dir), "%s/%.2s/%.2s", g_cfg.cache_dir,
                  hex, hex + 2);
     if (n < 0 || (size_t)n >= sizeof(obj->dir) - HEX_KEY_LEN - 8)
@@ -1413,7 +1906,9 @@ static int object_wait(struct object *obj, long long need)
                 return -1;
             continue;   /* re-check: bytes may have come before the watch */
         }
-        if (cache_fetcher_gone(obj)) {
+        /* a failed fetch unlinks its .part: a new fetcher may hold the
+         * lock by now, but this file will never grow again */
+        if (st.st_nlink == 0 || cache_fetcher_gone(obj)) {
             if (fstat(obj->fd, &st) == 0 && st.st_size >= need)
                 return 0;
             return -1;
@@ -1637,13 +2132,20 @@ static int send_head(int cfd, struct request *rq, int status, const char *extra)
     char date[64];
     int n;
 
+    rq->status = status;
+    if (g_cgi) {
+        /* the web server adds Date, Server and Connection */
+        n = snprintf(head, sizeof(head), "Status: %d %s\r\n%s\r\n", status,
+                     status_reason(status), extra);
+        return n < 0 || (size_t)n >= sizeof(head)
+                   ? -1 : write_all(cfd, head, (size_t)n);
+    }
     http_date(time(NULL), date, sizeof(date));
     n = snprintf(head, sizeof(head),
                  "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: " SERVER_NAME "\r\n"
                  "%sConnection: %s\r\n\r\n",
                  status, status_reason(status), date, extra,
                  rq->keep_alive ? "keep-alive" : "close");
-    rq->status = status;
     if (n < 0 || (size_t)n >= sizeof(head))
         return -1;
     return write_all(cfd, head, (size_t)n);
@@ -1692,15 +2194,15 @@ static int send_object_range(int cfd, struct request *rq, struct object *obj,
     while (off <= last) {
         struct stat st;
         long long avail;
-        off_t pos = OFFLOAD_META_SIZE + off;
+        off_t pos = obj->data_offset + off;
         size_t chunk;
         ssize_t n;
 
         if (fstat(obj->fd, &st) != 0)
             return -1;
-        avail = st.st_size - OFFLOAD_META_SIZE;
+        avail = st.st_size - obj->data_offset;
         if (avail <= off) {
-            if (object_wait(obj, OFFLOAD_META_SIZE + off + 1) != 0)
+            if (object_wait(obj, obj->data_offset + off + 1) != 0)
                 return -1;
             continue;
         }
@@ -2060,6 +2562,19 @@ static int fetch_start(int cfd, struct object *obj, struct object_meta *want,
         g_base_fd = -1;
         signal(SIGTERM, SIG_IGN);
         signal(SIGINT, SIG_IGN);
+        if (g_cgi) {
+            /* the web server waits for the CGI's stderr to close */
+            int null = open("/dev/null", O_RDWR);
+            if (null >= 0) {
+                dup2(null, STDIN_FILENO);
+                dup2(null, STDERR_FILENO);
+                close(null);
+            }
+            openlog("offload_daemon", LOG_PID, LOG_DAEMON);
+            g_error_fd = -1;
+        }
+        g_slot = -1;
+        proctitle_set("offload: fetching %.200s", path);
         _exit(fetch_object(obj, fd, want, path, client_addr, offset, crc) == 0
                   ? 0 : 1);
     }
@@ -2124,10 +2639,160 @@ static int object_acquire(int cfd, struct request *rq, struct object *obj,
 }
 
 /* ======================================================================
+ * Shared memory: download slots and the cache-error table
+ *
+ * Set up by the parent before it forks, so every child sees it. Child
+ * number i (its index in g_children) owns download slot i; the parent
+ * clears a child's slot when it reaps it, however the child died, so a
+ * killed child never leaves a slot taken.
+ * ====================================================================== */
+
+/* One GET in progress: who and what (hashes; 0 = free). */
+struct dupe_slot {
+    uint64_t client;
+    uint64_t url;
+};
+
+struct shared {
+    pthread_mutex_t lock;           /* robust: a dead holder is noticed */
+    uint64_t cache_errors[OFFLOAD_CACHE_ERROR_SLOTS];
+    struct dupe_slot slots[];       /* MaxClients of them */
+};
+
+
+/* Map the shared memory for g_cfg.max_clients children. Returns 0 or -1. */
+static int shared_init(void)
+{
+    pthread_mutexattr_t attr;
+    size_t size = sizeof(struct shared) +
+                  (size_t)g_cfg.max_clients * sizeof(struct dupe_slot);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED)
+        return -1;
+    g_shared = p;
+    g_cache_errors = g_shared->cache_errors;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    if (pthread_mutex_init(&g_shared->lock, &attr) != 0)
+        return -1;
+    pthread_mutexattr_destroy(&attr);
+    return 0;
+}
+
+/* Lock the shared mutex, recovering it from a holder that died. */
+static void shared_lock(void)
+{
+    if (pthread_mutex_lock(&g_shared->lock) == EOWNERDEAD)
+        pthread_mutex_consistent(&g_shared->lock);
+}
+
+/* Try once to take this child's slot for (c, u). Returns 0 or -1. */
+static int dupe_try(uint64_t c, uint64_t u)
+{
+    int i, same = 0;
+
+    shared_lock();
+    for (i = 0; i < g_cfg.max_clients; i++) {
+        if (g_shared->slots[i].client == c && g_shared->slots[i].url == u)
+            same++;
+    }
+    if (same < g_cfg.max_dupe) {
+        g_shared->slots[g_slot].client = c;
+        g_shared->slots[g_slot].url = u;
+    }
+    pthread_mutex_unlock(&g_shared->lock);
+    return same < g_cfg.max_dupe ? 0 : -1;
+}
+
+/*
+ * Take this child's download slot for (client, url) unless the client
+ * already has MaxDupeDownloads GETs of that URL running. A client that
+ * asks again right after a download ended may find the old process not
+ * yet past freeing its slot (it sent the last byte, then lost the CPU),
+ * so a conflict is re-checked for a short while before refusing.
+ * Returns 0 when taken (or when there is no cap), -1 to refuse.
+ */
+static int dupe_acquire(const char *client, const char *url)
+{
+    uint64_t c = hash64(client, strlen(client)) | 1;
+    uint64_t u = hash64(url, strlen(url)) | 1;
+    long long deadline = now_ms() + OFFLOAD_DUPE_GRACE_MS;
+
+    if (g_shared == NULL || g_slot < 0 || g_cfg.max_dupe == 0)
+        return 0;
+    while (dupe_try(c, u) != 0) {
+        if (now_ms() >= deadline)
+            return -1;
+        poll(NULL, 0, 10);
+    }
+    return 0;
+}
+
+/* Free download slot i (this child's own, or a reaped child's). */
+static void dupe_release(int i)
+{
+    if (g_shared == NULL || i < 0)
+        return;
+    shared_lock();
+    g_shared->slots[i].client = 0;
+    g_shared->slots[i].url = 0;
+    pthread_mutex_unlock(&g_shared->lock);
+}
+
+/* ======================================================================
  * Request handling
  * ====================================================================== */
 
 static const char robots_txt[] = "User-agent: *\nDisallow: /";
+
+/*
+ * DocumentRoot mode: open the local copy of path (percent-decoded under
+ * DocumentRoot) if it is the version want describes: same length and
+ * the same modification time as the base's Last-Modified. path has been
+ * through path_sanitize(), and the resolved file must still lie under
+ * DocumentRoot (a symlink out of it is refused). Returns 0 with obj->fd
+ * set, or -1 (not there, not current: pass through to the base).
+ */
+static int docroot_open(struct object *obj, const char *path,
+                        const struct object_meta *want)
+{
+    char decoded[OFFLOAD_MAX_PATH + 1], file[2 * PATH_MAX], real[PATH_MAX];
+    size_t i, o = 0, rl = strlen(g_cfg.docroot);
+    struct stat st;
+    time_t lm = http_date_parse(want->last_modified);
+    int fd;
+
+    for (i = 0; path[i] && o < sizeof(decoded) - 1; i++) {
+        if (path[i] == '%' && path[i + 1] && path[i + 2]) {
+            decoded[o++] = (char)(hex_value((unsigned char)path[i + 1]) * 16 +
+                                  hex_value((unsigned char)path[i + 2]));
+            i += 2;
+        } else {
+            decoded[o++] = path[i];
+        }
+    }
+    decoded[o] = '\0';
+    snprintf(file, sizeof(file), "%s%s", g_cfg.docroot, decoded);
+    if (realpath(file, real) == NULL || strncmp(real, g_cfg.docroot, rl) != 0 ||
+        real[rl] != '/')
+        return -1;
+    fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_size != want->length || lm == -1 || st.st_mtime != lm) {
+        close(fd);
+        return -1;
+    }
+    obj->fd = fd;
+    obj->data_offset = 0;
+    obj->growing = 0;
+    obj->meta = *want;
+    return 0;
+}
 
 /*
  * Check an absolute-form target's authority against the base's own.
@@ -2162,6 +2827,8 @@ static int handle_request(int cfd, struct request *rq, const char *client_addr)
     char path[OFFLOAD_MAX_PATH + 1], full[2 * OFFLOAD_MAX_PATH + 2];
     int rc;
 
+    proctitle_set("offload: %s %.200s from %s", rq->method, rq->target,
+                  client_addr);
     if (strcmp(rq->method, "GET") != 0 && !rq->is_head)
         return send_error(cfd, rq, 405, "Allow: GET, HEAD\r\n",
                           "Only GET and HEAD are served here.");
@@ -2183,11 +2850,23 @@ static int handle_request(int cfd, struct request *rq, const char *client_addr)
         return send_error(cfd, rq, 414, NULL, "The path is too long.");
     if (path_sanitize(target, path, sizeof(path)) == NULL)
         return send_error(cfd, rq, 400, NULL, "Malformed or unsafe path.");
-    if (strcmp(path, "/robots.txt") == 0)
+    if (g_cfg.robots_txt && strcmp(path, "/robots.txt") == 0)
         return send_error(cfd, rq, 200, NULL, robots_txt);
     snprintf(full, sizeof(full), "%s%s", g_cfg.base_prefix, path);
     if (strlen(full) > OFFLOAD_MAX_PATH || cache_object_init(&obj, full) != 0)
         return send_error(cfd, rq, 414, NULL, "The path is too long.");
+    if (!rq->is_head && dupe_acquire(client_addr, full) != 0) {
+        char retry[64] = "";
+        if (g_cfg.dupe_status != 403)
+            snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
+                     OFFLOAD_RETRY_AFTER);
+        rq->cache_status = CS_DENIED;
+        return send_error(cfd, rq, g_cfg.dupe_status, retry,
+                          "Too many simultaneous downloads of this file from "
+                          "your address. Please turn off the download "
+                          "accelerator (segmented or multi-connection "
+                          "download) and use a single connection.");
+    }
 
     if (base_head(full, client_addr, &br) != 0) {
         int timed_out = errno == EAGAIN || errno == ETIMEDOUT;
@@ -2231,8 +2910,13 @@ static int handle_request(int cfd, struct request *rq, const char *client_addr)
         obj.meta = want;
         return serve_object(cfd, rq, &obj);
     }
-    if (object_acquire(cfd, rq, &obj, &want, full, client_addr) != 0)
+    if (g_cfg.docroot[0]) {
+        if (docroot_open(&obj, path, &want) != 0)
+            return serve_bypass(cfd, rq, full, client_addr);
+        rq->cache_status = CS_HIT;
+    } else if (object_acquire(cfd, rq, &obj, &want, full, client_addr) != 0) {
         return serve_bypass(cfd, rq, full, client_addr);
+    }
     rc = serve_object(cfd, rq, &obj);
     cache_object_close(&obj);
     return rc;
@@ -2279,7 +2963,8 @@ static void access_log(const struct request *rq, const char *client_addr)
                  "%s - - [%s] \"%s\" %d %lld \"%s\" \"%s\" %s %lld\n",
                  client_addr, stamp, req, rq->status, rq->body_sent, ref, ua,
                  rq->cache_status, us);
-    if (n > 0 && (size_t)n < sizeof(line) && write(STDOUT_FILENO, line, (size_t)n) < 0) {
+    if (g_access_fd >= 0 && n > 0 && (size_t)n < sizeof(line) &&
+        write(g_access_fd, line, (size_t)n) < 0) {
         /* a full log disk must not stop the download */
     }
 }
@@ -2335,6 +3020,37 @@ static int request_read(int cfd, struct request *rq, int first)
     }
 }
 
+/* Set rq->client: the peer's address, or, when the peer is a
+ * TrustedProxy, the last address in its X-Forwarded-For. */
+static void request_client(struct request *rq, const char *peer)
+{
+    const char *hop;
+    char last[INET6_ADDRSTRLEN + 8];
+    unsigned char bin[16];
+    size_t n;
+    int i;
+
+    copy_string(rq->client, sizeof(rq->client), peer);
+    if (rq->x_forwarded_for == NULL)
+        return;
+    for (i = 0; i < g_cfg.ntrusted; i++) {
+        if (cidr_contains(&g_cfg.trusted[i], peer))
+            break;
+    }
+    if (i == g_cfg.ntrusted)
+        return;
+    hop = strrchr(rq->x_forwarded_for, ',');
+    hop = hop ? hop + 1 : rq->x_forwarded_for;
+    hop += strspn(hop, " \t");
+    n = strcspn(hop, " \t");
+    if (n == 0 || n >= sizeof(last))
+        return;
+    memcpy(last, hop, n);
+    last[n] = '\0';
+    if (inet_pton(AF_INET, last, bin) == 1 || inet_pton(AF_INET6, last, bin) == 1)
+        copy_string(rq->client, sizeof(rq->client), last);
+}
+
 /* Reset rq for the next request on the connection (buffer kept). */
 static void request_reset(struct request *rq)
 {
@@ -2345,6 +3061,7 @@ static void request_reset(struct request *rq)
     rq->keep_alive = 0;
     rq->range = rq->if_range = rq->if_none_match = NULL;
     rq->if_modified_since = rq->user_agent = rq->referer = NULL;
+    rq->x_forwarded_for = NULL;
     rq->status = 0;
     rq->body_sent = 0;
     rq->cache_status = CS_NONE;
@@ -2406,8 +3123,10 @@ static void serve_connection(int cfd, const char *client_addr)
         }
         if (count + 1 == OFFLOAD_MAX_KEEPALIVE_REQUESTS || g_got_sigterm)
             rq.keep_alive = 0;
-        rc = handle_request(cfd, &rq, client_addr);
-        access_log(&rq, client_addr);
+        request_client(&rq, client_addr);
+        rc = handle_request(cfd, &rq, rq.client);
+        dupe_release(g_slot);
+        access_log(&rq, rq.client);
         while (waitpid(-1, NULL, WNOHANG) > 0) {
             /* fetchers that finished while we served */
         }
@@ -2417,6 +3136,55 @@ static void serve_connection(int cfd, const char *client_addr)
         memmove(rq.buf, rq.buf + rq.head_len, rq.len);
     }
     connection_close(cfd);
+}
+
+/*
+ * --cgi: answer the one request the CGI environment describes (RFC 3875)
+ * on stdout, with a Status: line for the web server, which adds Date,
+ * Server and Connection. The path is REQUEST_URI less SCRIPT_NAME (so
+ * /cgi-bin/offload/dir/f.iso asks the base for /dir/f.iso), or all of
+ * REQUEST_URI when the server rewrote requests to the script. Returns
+ * the exit status.
+ */
+static int cgi_main(void)
+{
+    static struct request rq;
+    const char *method = getenv("REQUEST_METHOD");
+    const char *uri = getenv("REQUEST_URI");
+    const char *script = getenv("SCRIPT_NAME");
+    const char *query = getenv("QUERY_STRING");
+    const char *addr = getenv("REMOTE_ADDR");
+    static char target[OFFLOAD_MAX_PATH + 2];
+    size_t sl = script ? strlen(script) : 0;
+    int n;
+
+    if (method == NULL || uri == NULL) {
+        fprintf(stderr, "%s --cgi: REQUEST_METHOD and REQUEST_URI are not "
+                        "set; run it from a web server's cgi-bin\n",
+                g_progname);
+        return 1;
+    }
+    if (logs_open() != 0)
+        log_msg("error", "cannot open a log file: %s", strerror(errno));
+    request_reset(&rq);
+    if (sl > 0 && strncmp(uri, script, sl) == 0 &&
+        (uri[sl] == '/' || uri[sl] == '\0' || uri[sl] == '?'))
+        uri += sl;
+    n = snprintf(target, sizeof(target), "%.*s%s%s", (int)strcspn(uri, "?"),
+                 uri, query && *query ? "?" : "", query ? query : "");
+    if (n < 0 || (size_t)n >= sizeof(target))
+        target[0] = '\0';
+    rq.method = (char *)method;
+    rq.target = target[0] ? target : (char *)"/";
+    rq.is_head = strcmp(method, "HEAD") == 0;
+    rq.range = getenv("HTTP_RANGE");
+    rq.if_range = getenv("HTTP_IF_RANGE");
+    rq.if_none_match = getenv("HTTP_IF_NONE_MATCH");
+    rq.if_modified_since = getenv("HTTP_IF_MODIFIED_SINCE");
+    rq.user_agent = getenv("HTTP_USER_AGENT");
+    rq.referer = getenv("HTTP_REFERER");
+    copy_string(rq.client, sizeof(rq.client), addr ? addr : "unknown");
+    return handle_request(STDOUT_FILENO, &rq, rq.client) == 0 ? 0 : 1;
 }
 
 /* ======================================================================
@@ -2430,6 +3198,10 @@ static void on_signal(int sig)
 {
     if (sig == SIGCHLD)
         g_got_sigchld = 1;
+    else if (sig == SIGHUP)
+        g_got_sighup = 1;
+    else if (sig == SIGUSR1)
+        g_got_sigusr1 = 1;
     else
         g_got_sigterm = 1;
 }
@@ -2498,6 +3270,7 @@ static void reap_children(void)
             if (g_children[i] == pid) {
                 g_children[i] = 0;
                 g_active_children--;
+                dupe_release(i);
                 break;
             }
         }
@@ -2537,10 +3310,15 @@ static void accept_loop(void)
     sigaddset(&block, SIGCHLD);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGUSR1);
     sigprocmask(SIG_BLOCK, &block, NULL);
     signal_catch(SIGCHLD);
     signal_catch(SIGTERM);
     signal_catch(SIGINT);
+    signal_catch(SIGHUP);
+    signal_catch(SIGUSR1);
+    proctitle_set("offload: accepting on %d address(es)", g_nlisten_fd);
     for (i = 0; i < g_nlisten_fd; i++) {
         pfds[i].fd = g_listen_fd[i];
         pfds[i].events = POLLIN;
@@ -2549,6 +3327,15 @@ static void accept_loop(void)
         if (g_got_sigchld) {
             g_got_sigchld = 0;
             reap_children();
+        }
+        if (g_got_sighup) {
+            g_got_sighup = 0;
+            config_reload();
+        }
+        if (g_got_sigusr1) {
+            g_got_sigusr1 = 0;
+            if (logs_open() != 0)
+                log_msg("error", "reopening the logs: %s", strerror(errno));
         }
         if (ppoll(pfds, (nfds_t)g_nlisten_fd, NULL, &empty) <= 0)
             continue;
@@ -2576,9 +3363,13 @@ static void accept_loop(void)
                 int j;
                 for (j = 0; j < g_nlisten_fd; j++)
                     close(g_listen_fd[j]);
-                sigprocmask(SIG_UNBLOCK, &block, NULL);
                 signal(SIGCHLD, SIG_DFL);
+                signal(SIGHUP, SIG_IGN);
+                signal(SIGUSR1, SIG_IGN);
+                sigprocmask(SIG_UNBLOCK, &block, NULL);
+                g_slot = slot;
                 peer_name(&ss, slen, addr, sizeof(addr));
+                proctitle_set("offload: connection from %s", addr);
                 serve_connection(cfd, addr);
                 _exit(0);
             }
@@ -2617,139 +3408,135 @@ static void accept_loop(void)
  * Start-up
  * ====================================================================== */
 
+
 static void usage(FILE *out)
 {
+    size_t i;
+
     fprintf(out,
-            "usage: %s --base URL [options]\n"
-            "  --base URL          the base server, http://HOST[:PORT][/PREFIX]\n"
-            "  --base-address ADDR connect to ADDR instead of resolving HOST\n"
-            "  --listen ADDR:PORT  listen there (repeatable; [::1]:8081 for "
-            "IPv6;\n"
-            "                      default *:%d)\n"
-            "  --cache-dir DIR     the cache (default %s)\n"
-            "  --timeout SECONDS   I/O timeout (default %d)\n"
-            "  --max-clients N     simultaneous connections (default %d)\n"
-            "  -F                  stay in the foreground, log to stderr\n"
-            "  --help, --version\n",
-            g_progname, OFFLOAD_DEFAULT_PORT, OFFLOAD_DEFAULT_CACHE_DIR,
-            OFFLOAD_DEFAULT_TIMEOUT, OFFLOAD_DEFAULT_MAX_CLIENTS);
+            "usage: %s [-F] [-t] [-f FILE] [--cgi] --base URL [settings]\n"
+            "  -f FILE   read settings from FILE (\"Name value\" lines); flags\n"
+            "            override it\n"
+            "  -t        check the settings and exit (0 when good)\n"
+            "  -F        stay in the foreground, log to stderr\n"
+            "  --cgi     answer one request as a CGI program\n"
+            "  --help, --version\n"
+            "settings (flag / config-file name):\n",
+            g_progname);
+    for (i = 0; i < N_SETTINGS; i++)
+        fprintf(out, "  %-22s %-17s%s\n", g_setting_defs[i].flag,
+                g_setting_defs[i].name,
+                g_setting_defs[i].repeatable ? " (repeatable)" : "");
+    fprintf(out, "defaults: Listen *:%d, CacheDir %s, Timeout %d, "
+                 "MaxClients %d,\n  MaxDupeDownloads %d, DupeStatus %d, "
+                 "RobotsTxt On\nsee offload_daemon(8) and docs/offload_daemon.md\n",
+            OFFLOAD_DEFAULT_PORT, OFFLOAD_DEFAULT_CACHE_DIR,
+            OFFLOAD_DEFAULT_TIMEOUT, OFFLOAD_DEFAULT_MAX_CLIENTS,
+            OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS, OFFLOAD_DEFAULT_DUPE_STATUS);
 }
 
-/* Parse a positive int option value or die naming the flag. */
-static int option_int(const char *flag, const char *value, int min, int max)
+/*
+ * Build settings into c: defaults, then the config file (-f), then the
+ * setting flags of the command line (a list flag given on the command
+ * line replaces the file's list), then the checks. Returns 0, or -1 with
+ * err naming FILE:LINE or the flag.
+ */
+static int settings_load(struct settings *c, char *err, size_t errsz)
 {
-    long long v = parse_length(value);
+    int i, cleared_listen = 0, cleared_trusted = 0;
 
-    if (v < min || v > max)
-        die("%s %s: expected a whole number from %d to %d", flag, value, min,
-            max);
-    return (int)v;
-}
+    settings_defaults(c);
+    if (g_config_file != NULL &&
+        config_parse_file(g_config_file, c, err, errsz) != 0)
+        return -1;
+    for (i = 1; i < g_argc; i++) {
+        const struct setting_def *def = setting_find(g_argv[i], 1);
+        const char *why = NULL;
 
-/* Parse the command line into g_cfg. Dies on any error, naming the flag. */
-static void options_parse(int argc, char **argv)
-{
-    int i;
-
-    g_cfg.timeout = OFFLOAD_DEFAULT_TIMEOUT;
-    g_cfg.max_clients = OFFLOAD_DEFAULT_MAX_CLIENTS;
-    copy_string(g_cfg.cache_dir, sizeof(g_cfg.cache_dir),
-                OFFLOAD_DEFAULT_CACHE_DIR);
-    for (i = 1; i < argc; i++) {
-        const char *flag = argv[i];
-        const char *value = NULL;
-        char name[64];
-        const char *eq = strchr(flag, '=');
-
-        if (strcmp(flag, "-F") == 0) {
-            g_cfg.foreground = 1;
+        if (def == NULL) {
+            if (strcmp(g_argv[i], "-f") == 0)
+                i++;
             continue;
         }
-        if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
+        if (def->set == set_listen && !cleared_listen++)
+            c->nlisten = 0;
+        if (def->set == set_trusted_proxy && !cleared_trusted++)
+            c->ntrusted = 0;
+        if (def->set(c, g_argv[i + 1], &why) != 0) {
+            snprintf(err, errsz, "%s %s: %s", def->flag, g_argv[i + 1], why);
+            return -1;
+        }
+        i++;
+    }
+    return settings_check(c, err, errsz);
+}
+
+/*
+ * Read the command line's own flags (-F, -t, -f, --cgi, --help,
+ * --version) and check that every other word is a setting flag with a
+ * value. "--flag=value" is split in place. Dies on an error. Returns 1
+ * when -t was given.
+ */
+static int options_parse(int argc, char **argv)
+{
+    int i, check_only = 0;
+
+    for (i = 1; i < argc; i++) {
+        char *a = argv[i];
+        char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+
+        if (strcmp(a, "-F") == 0) {
+            g_foreground = 1;
+        } else if (strcmp(a, "-t") == 0) {
+            check_only = 1;
+        } else if (strcmp(a, "--cgi") == 0) {
+            g_cgi = 1;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             exit(0);
-        }
-        if (strcmp(flag, "--version") == 0) {
+        } else if (strcmp(a, "--version") == 0) {
             printf("offload_daemon %s\n", OFFLOAD_VERSION);
             exit(0);
-        }
-        if (strncmp(flag, "--", 2) == 0 && eq != NULL &&
-            (size_t)(eq - flag) < sizeof(name)) {
-            memcpy(name, flag, (size_t)(eq - flag));
-            name[eq - flag] = '\0';
-            flag = name;
-            value = eq + 1;
-        } else if (i + 1 < argc) {
-            value = argv[i + 1];
-        }
-        if (strcmp(flag, "--base") != 0 && strcmp(flag, "--base-address") != 0 &&
-            strcmp(flag, "--listen") != 0 && strcmp(flag, "--cache-dir") != 0 &&
-            strcmp(flag, "--timeout") != 0 && strcmp(flag, "--max-clients") != 0)
-            die("unknown option %s (see --help)", argv[i]);
-        if (value == NULL || *value == '\0')
-            die("%s needs a value", flag);
-        if (eq == NULL)
+        } else if (strcmp(a, "-f") == 0) {
+            if (i + 1 >= argc || argv[i + 1][0] == '\0')
+                die("-f needs a file name");
+            g_config_file = argv[++i];
+        } else if (eq != NULL) {
+            die("write %.*s VALUE, not %s", (int)(eq - a), a, a);
+        } else if (setting_find(a, 1) != NULL) {
+            if (i + 1 >= argc || argv[i + 1][0] == '\0')
+                die("%s needs a value", a);
             i++;
-        if (strcmp(flag, "--base") == 0) {
-            const char *why = NULL;
-            if (base_url_parse(value, &g_cfg, &why) != 0)
-                die("--base %s: %s", value, why);
-        } else if (strcmp(flag, "--base-address") == 0) {
-            if (copy_string(g_cfg.base_address, sizeof(g_cfg.base_address),
-                            value) != 0)
-                die("--base-address %s: too long", value);
-        } else if (strcmp(flag, "--listen") == 0) {
-            if (g_cfg.nlisten >= OFFLOAD_MAX_LISTEN)
-                die("--listen: at most %d addresses", OFFLOAD_MAX_LISTEN);
-            if (listen_parse(value, &g_cfg.listen[g_cfg.nlisten]) != 0)
-                die("--listen %s: expected ADDR:PORT or [ADDR]:PORT", value);
-            g_cfg.nlisten++;
-        } else if (strcmp(flag, "--cache-dir") == 0) {
-            if (copy_string(g_cfg.cache_dir, sizeof(g_cfg.cache_dir), value) != 0)
-                die("--cache-dir %s: too long", value);
-        } else if (strcmp(flag, "--timeout") == 0) {
-            g_cfg.timeout = option_int("--timeout", value, 1, 3600);
         } else {
-            g_cfg.max_clients = option_int("--max-clients", value, 1, 100000);
+            die("unknown option %s (see --help)", a);
         }
     }
-    if (g_cfg.base_url[0] == '\0')
-        die("--base is required (see --help)");
-    if (g_cfg.nlisten == 0) {
-        strcpy(g_cfg.listen[0].host, "0.0.0.0");
-        snprintf(g_cfg.listen[0].port, sizeof(g_cfg.listen[0].port), "%d",
-                 OFFLOAD_DEFAULT_PORT);
-        g_cfg.nlisten = 1;
-    }
+    g_argc = argc;
+    g_argv = argv;
+    return check_only;
 }
 
-/* Make the cache directory absolute and check that it is writable. */
-static void cache_dir_check(void)
+/* Go to the background: fork, new session, cwd /, standard streams to
+ * /dev/null. The parent waits on a pipe (the lifeline) until the child
+ * says it is ready, so that a failure after the fork still gives a
+ * non-zero exit status to whoever started us. Returns the write end of
+ * the lifeline in the child. */
+static int daemonize(void)
 {
-    char real[PATH_MAX];
+    int lifeline[2], fd;
+    pid_t pid;
+    char ok;
 
-    if (mkdir(g_cfg.cache_dir, 0755) != 0 && errno != EEXIST)
-        die("--cache-dir %s: %s", g_cfg.cache_dir, strerror(errno));
-    if (realpath(g_cfg.cache_dir, real) == NULL)
-        die("--cache-dir %s: %s", g_cfg.cache_dir, strerror(errno));
-    if (access(real, W_OK | X_OK) != 0)
-        die("--cache-dir %s: %s", g_cfg.cache_dir, strerror(errno));
-    if (strlen(real) > PATH_MAX - 64)
-        die("--cache-dir %s: too long", g_cfg.cache_dir);
-    copy_string(g_cfg.cache_dir, sizeof(g_cfg.cache_dir), real);
-}
-
-/* Go to the background: fork, new session, cwd /, stdin and stdout to
- * /dev/null. */
-static void daemonize(void)
-{
-    pid_t pid = fork();
-    int fd;
-
+    if (pipe2(lifeline, O_CLOEXEC) != 0)
+        die("pipe: %s", strerror(errno));
+    pid = fork();
     if (pid < 0)
         die("fork: %s", strerror(errno));
-    if (pid > 0)
-        _exit(0);
+    if (pid > 0) {
+        close(lifeline[1]);
+        _exit(read(lifeline[0], &ok, 1) == 1 ? 0 : 1);
+    }
+    close(lifeline[0]);
     setsid();
     if (chdir("/") != 0)
         die("chdir /: %s", strerror(errno));
@@ -2757,37 +3544,200 @@ static void daemonize(void)
     if (fd >= 0) {
         dup2(fd, STDIN_FILENO);
         dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
         if (fd > STDERR_FILENO)
             close(fd);
     }
+    return lifeline[1];
+}
+
+/* Open (or reopen, for SIGUSR1) the log files named in the settings.
+ * A file that cannot be opened keeps the old descriptor. Returns 0, or -1
+ * with errno set if one failed. */
+static int logs_open(void)
+{
+    int rc = 0;
+
+    if (g_cfg.access_log[0]) {
+        int fd = open(g_cfg.access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                      0644);
+        if (fd >= 0) {
+            if (g_access_fd > STDERR_FILENO)
+                close(g_access_fd);
+            g_access_fd = fd;
+        } else {
+            rc = -1;
+        }
+    } else {
+        g_access_fd = g_foreground ? STDOUT_FILENO : -1;
+    }
+    if (g_cfg.error_log[0]) {
+        int fd = open(g_cfg.error_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                      0644);
+        if (fd >= 0) {
+            if (g_error_fd > STDERR_FILENO)
+                close(g_error_fd);
+            g_error_fd = fd;
+        } else {
+            rc = -1;
+        }
+    } else if (g_foreground || g_cgi) {
+        g_error_fd = STDERR_FILENO;
+    } else {
+        openlog("offload_daemon", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+        g_error_fd = -1;
+    }
+    return rc;
+}
+
+/*
+ * SIGHUP: read the settings again for connections accepted from now on.
+ * A bad file keeps the old settings. Listen, User, PidFile and
+ * MaxClients are fixed at start-up and keep their values.
+ */
+static void config_reload(void)
+{
+    static struct settings next;
+    char err[3 * PATH_MAX];
+
+    if (settings_load(&next, err, sizeof(err)) != 0) {
+        log_msg("error", "reload: %s; keeping the old configuration", err);
+        return;
+    }
+    if (next.nlisten != g_cfg.nlisten ||
+        memcmp(next.listen, g_cfg.listen, sizeof(next.listen)) != 0 ||
+        strcmp(next.user, g_cfg.user) != 0 ||
+        strcmp(next.pid_file, g_cfg.pid_file) != 0 ||
+        next.max_clients != g_cfg.max_clients)
+        log_msg("warning", "reload: Listen, User, PidFile and MaxClients "
+                "take effect only at a restart");
+    memcpy(next.listen, g_cfg.listen, sizeof(next.listen));
+    next.nlisten = g_cfg.nlisten;
+    memcpy(next.user, g_cfg.user, sizeof(next.user));
+    memcpy(next.pid_file, g_cfg.pid_file, sizeof(next.pid_file));
+    next.max_clients = g_cfg.max_clients;
+    g_cfg = next;
+    if (logs_open() != 0)
+        log_msg("error", "reload: cannot open a log file: %s", strerror(errno));
+    log_msg("notice", "reloaded %s", g_config_file ? g_config_file
+                                                   : "the command line");
+}
+
+/*
+ * Take the PID file: open it and hold an exclusive flock() for the
+ * daemon's life, so a second daemon with the same PidFile refuses to
+ * start. Returns the descriptor (the PID is written later, by
+ * pid_file_write), or -1 when there is no PidFile. Dies if it is taken.
+ */
+static int pid_file_take(void)
+{
+    char old[32] = "";
+    ssize_t n;
+    int fd;
+
+    if (g_cfg.pid_file[0] == '\0')
+        return -1;
+    fd = open(g_cfg.pid_file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        die("PidFile %s: %s", g_cfg.pid_file, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        n = pread(fd, old, sizeof(old) - 1, 0);
+        old[n > 0 ? n : 0] = '\0';
+        old[strcspn(old, "\n")] = '\0';
+        die("PidFile %s: another offload_daemon is running (pid %s)",
+            g_cfg.pid_file, old[0] ? old : "unknown");
+    }
+    return fd;
+}
+
+/* Write our PID into the held PID file. */
+static void pid_file_write(int fd)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+
+    if (fd < 0)
+        return;
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+        die("PidFile %s: %s", g_cfg.pid_file, strerror(errno));
+}
+
+/* Drop root privileges to User, if one is set. Dies on failure. */
+static void user_drop(void)
+{
+    struct passwd *pw;
+
+    if (g_cfg.user[0] == '\0')
+        return;
+    pw = getpwnam(g_cfg.user);
+    if (pw == NULL)
+        die("User %s: no such user", g_cfg.user);
+    if (getuid() == pw->pw_uid)
+        return;
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+        setuid(pw->pw_uid) != 0)
+        die("User %s: %s", g_cfg.user, strerror(errno));
+    if (access(g_cfg.cache_dir, W_OK | X_OK) != 0)
+        die("CacheDir (--cache-dir) %s: not writable by User %s", g_cfg.cache_dir,
+            g_cfg.user);
 }
 
 #ifndef OFFLOAD_NO_MAIN
 int main(int argc, char **argv)
 {
+    char err[3 * PATH_MAX];
+    int check_only, pid_fd, lifeline = -1;
+
     g_progname = "offload_daemon";
-    options_parse(argc, argv);
-    cache_dir_check();
+    check_only = options_parse(argc, argv);
+    /* keep our own copy of argv for SIGHUP: its memory becomes the title */
+    g_argv = calloc((size_t)argc + 1, sizeof(*g_argv));
+    if (g_argv == NULL)
+        die("out of memory");
+    for (int i = 0; i < argc; i++)
+        g_argv[i] = strdup(argv[i]);
+    if (g_config_file != NULL)
+        g_config_file = strdup(g_config_file);
+    if (settings_load(&g_cfg, err, sizeof(err)) != 0)
+        die("%s", err);
+    if (check_only) {
+        printf("%s: configuration OK\n", g_config_file ? g_config_file
+                                                       : "command line");
+        return 0;
+    }
     if (gethostname(g_via_host, sizeof(g_via_host) - 1) != 0)
         copy_string(g_via_host, sizeof(g_via_host), "offload");
     signal(SIGPIPE, SIG_IGN);
+    if (g_cgi)
+        return cgi_main();
+    proctitle_init(argc, argv);
+    pid_fd = pid_file_take();
     listen_open_all();
     g_children = calloc((size_t)g_cfg.max_clients, sizeof(*g_children));
     if (g_children == NULL)
         die("out of memory");
-    g_cache_errors = mmap(NULL, OFFLOAD_CACHE_ERROR_SLOTS * sizeof(uint64_t),
-                          PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                          -1, 0);
-    if (g_cache_errors == MAP_FAILED)
+    if (shared_init() != 0)
         die("shared memory: %s", strerror(errno));
+    if (logs_open() != 0)
+        die("cannot open a log file: %s", strerror(errno));
+    user_drop();
+    if (!g_foreground)
+        lifeline = daemonize();
+    pid_file_write(pid_fd);
     /* fetchers outlive the connection children that start them; as
      * their subreaper the parent reaps them */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
-    if (!g_cfg.foreground)
-        daemonize();
     log_msg("notice", "offload_daemon %s serving %s from %s", OFFLOAD_VERSION,
             g_cfg.base_url, g_cfg.cache_dir);
+    if (lifeline >= 0) {
+        if (write(lifeline, "", 1) != 1) {
+            /* the starter is gone; nothing to tell */
+        }
+        close(lifeline);
+    }
     accept_loop();
+    if (pid_fd >= 0 && unlink(g_cfg.pid_file) != 0 && ftruncate(pid_fd, 0) != 0)
+        log_msg("error", "PidFile %s: %s", g_cfg.pid_file, strerror(errno));
     return 0;
 }
 #endif
