@@ -20,7 +20,27 @@ MODULE_SO = os.path.join(REPO, ".libs", "mod_offload.so")
 DAEMON_BIN = os.path.join(REPO, "offload_daemon")
 APACHE_BIN = "/usr/sbin/apache2"
 APACHE_MODULES = "/usr/lib/apache2/modules"
-RUN_ROOT = os.path.join(REPO, ".run")
+
+
+def _run_root():
+    """Where run directories go: .run/ in the tree, unless Apache's user
+    (www-data, when we are root) could not reach it because a directory
+    above the tree is closed to others (a clone under /root, say); then
+    a directory of the same name under /var/tmp."""
+    if os.geteuid() != 0:
+        return os.path.join(REPO, ".run")
+    d = REPO
+    while True:
+        if not os.stat(d).st_mode & 0o001:
+            return "/var/tmp/mod_offload-%s/.run" % hashlib.sha256(
+                REPO.encode()).hexdigest()[:12]
+        parent = os.path.dirname(d)
+        if parent == d:
+            return os.path.join(REPO, ".run")
+        d = parent
+
+
+RUN_ROOT = _run_root()
 
 # Modules every generated Apache config loads (beyond the compiled-in ones).
 BASE_MODULES = (
@@ -69,8 +89,14 @@ def make_run_dir(name):
     path = os.path.join(RUN_ROOT, name)
     subprocess.run(["rm", "-rf", path], check=True)
     os.makedirs(path)
-    for p in (RUN_ROOT, path):
+    p = path
+    while True:
         os.chmod(p, 0o755)
+        if p == RUN_ROOT:
+            break
+        p = os.path.dirname(p)
+    if not RUN_ROOT.startswith(REPO):
+        os.chmod(os.path.dirname(RUN_ROOT), 0o755)
     return path
 
 
