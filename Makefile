@@ -41,7 +41,7 @@ all: $(MODULE) $(DAEMON)
 
 $(MODULE): mod_offload.c config.h
 	$(APXS) -S CC="$(CC)" -c -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu11 \
-	    -o mod_offload.la mod_offload.c
+	    -o mod_offload.la mod_offload.c -lm
 
 $(DAEMON): offload_daemon.c config.h
 	$(CC) $(DAEMON_CFLAGS) -o $@ offload_daemon.c $(LDFLAGS) $(DAEMON_LIBS)

@@ -34,6 +34,8 @@
  * Copyright (c) 2026 the mod_offload authors. zlib license: see LICENSE.txt.
  */
 
+#include <math.h>
+
 #include "httpd.h"
 #include "http_config.h"
 #include "http_core.h"
@@ -556,33 +558,11 @@ static const char *offload_cmd_exclude_address(cmd_parms *cmd, void *dconf,
 
 /*
  * Returns -ln(u) for u = (x + 0.5) / 2^53, with x < 2^53: an exponentially
- * distributed value when x is uniform. Computed here because an apxs
- * module is not linked with libm: ln(m * 2^e) = e ln 2 + ln m, and ln m
- * for m in [1, 2) by the atanh series (error below 1e-9).
+ * distributed value when x is uniform (u is never 0 or 1).
  */
 static double offload_neg_ln(apr_uint64_t x)
 {
-    const double ln2 = 0.69314718055994530942;
-    double m = (double)x + 0.5;
-    double s, s2, term, sum = 0.0;
-    int e = 0, k;
-
-    while (m >= 2.0) {
-        m /= 2.0;
-        e++;
-    }
-    while (m < 1.0) {
-        m *= 2.0;
-        e--;
-    }
-    s = (m - 1.0) / (m + 1.0);
-    s2 = s * s;
-    term = s;
-    for (k = 1; k <= 21; k += 2) {
-        sum += term / k;
-        term *= s2;
-    }
-    return 53.0 * ln2 - (e * ln2 + 2.0 * sum);
+    return -log(((double)x + 0.5) / 9007199254740992.0);
 }
 
 /*
