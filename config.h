@@ -79,10 +79,12 @@
 #define OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS 1
 #endif
 
-/* The refusal status of one download too many: 503 with Retry-After is
- * retried later by download managers (see docs/offload_daemon.md). */
+/* The refusal status of one download too many. 429 with Retry-After:
+ * aria2c -x8 finishes on its allowed connection and curl --retry retries
+ * it, as with 503, while 5xx stays the sign of a server fault for
+ * monitoring (measurements: docs/offload_daemon.md, DupeStatus). */
 #ifndef OFFLOAD_DEFAULT_DUPE_STATUS
-#define OFFLOAD_DEFAULT_DUPE_STATUS 503
+#define OFFLOAD_DEFAULT_DUPE_STATUS 429
 #endif
 
 /* Milliseconds a download over MaxDupeDownloads waits for a slot to be
