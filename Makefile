@@ -61,6 +61,7 @@ demo: deps all
 	$(PYTHON) tests/demo.py $(if $(DEMO_ONESHOT),--oneshot)
 
 install: all
+	install -d "$(DESTDIR)$$($(APXS) -q LIBEXECDIR)"
 	$(APXS) -S LIBEXECDIR="$(DESTDIR)$$($(APXS) -q LIBEXECDIR)" -i -n offload mod_offload.la
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
 	    $(DESTDIR)/etc/offload
@@ -69,6 +70,15 @@ install: all
 	    install -m 644 dist/offload_daemon.8 $(DESTDIR)$(PREFIX)/share/man/man8/; fi
 	if [ -f dist/offload_daemon.conf ]; then \
 	    install -m 644 dist/offload_daemon.conf $(DESTDIR)/etc/offload/offload_daemon.conf.sample; fi
+	install -d $(DESTDIR)/etc/init.d $(DESTDIR)/etc/logrotate.d \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' dist/offload_daemon.init \
+	    >$(DESTDIR)/etc/init.d/offload_daemon
+	chmod 755 $(DESTDIR)/etc/init.d/offload_daemon
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' dist/offload_daemon.service \
+	    >$(DESTDIR)$(PREFIX)/lib/systemd/system/offload_daemon.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/offload_daemon.service
+	install -m 644 dist/offload_daemon.logrotate $(DESTDIR)/etc/logrotate.d/offload_daemon
 
 # Installs what is missing when run as root; otherwise says what to run.
 deps:
