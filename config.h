@@ -117,6 +117,12 @@
 #define OFFLOAD_MAX_LISTEN 16
 #endif
 
+/* Refused connections the parent keeps open until the client has read
+ * the refusal. */
+#ifndef OFFLOAD_MAX_LINGER
+#define OFFLOAD_MAX_LINGER 64
+#endif
+
 #ifndef OFFLOAD_LISTEN_BACKLOG
 #define OFFLOAD_LISTEN_BACKLOG 511
 #endif

@@ -3281,26 +3281,76 @@ static void reap_children(void)
     }
 }
 
-/* Too many connections: say so at once and close, without forking. */
+/* Refused connections the parent closes only once the client has read
+ * the answer (or after a while): closing a socket with the request still
+ * unread sends a reset, which can destroy the answer at the client. */
+static struct {
+    int fd;
+    long long until;
+} g_linger[OFFLOAD_MAX_LINGER];
+
+/* Too many connections: say so at once, without forking, and let the
+ * connection linger in the accept loop. */
 static void refuse_busy(int cfd)
 {
-    static const char answer[] =
-        "HTTP/1.1 503 Service Unavailable\r\nServer: " SERVER_NAME "\r\n"
-        "Retry-After: 10\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        "Content-Length: 40\r\nConnection: close\r\n\r\n"
-        "Too many connections; try again later.\n";
+    static const char text[] = "Too many connections; try again later.\n";
+    char answer[512];
+    int i, oldest = 0;
+    int n = snprintf(answer, sizeof(answer),
+                     "HTTP/1.1 503 Service Unavailable\r\nServer: " SERVER_NAME
+                     "\r\nRetry-After: %d\r\nContent-Type: text/plain; "
+                     "charset=utf-8\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     OFFLOAD_RETRY_AFTER, sizeof(text) - 1, text);
 
-    if (send(cfd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-        /* the client is gone already */
+    if (send(cfd, answer, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        close(cfd);
+        return;
     }
-    close(cfd);
+    shutdown(cfd, SHUT_WR);
+    for (i = 0; i < OFFLOAD_MAX_LINGER; i++) {
+        if (g_linger[i].fd <= 0)
+            break;
+        if (g_linger[i].until < g_linger[oldest].until)
+            oldest = i;
+    }
+    if (i == OFFLOAD_MAX_LINGER) {
+        close(g_linger[oldest].fd);
+        i = oldest;
+    }
+    g_linger[i].fd = cfd;
+    g_linger[i].until = now_ms() + 2000;
+}
+
+/* Drain lingering connections whose input is ready (pfds[i].revents)
+ * and close those at EOF or past their time. */
+static void linger_service(const struct pollfd *pfds, int n)
+{
+    char sink[1024];
+    int i, j;
+
+    for (i = 0; i < OFFLOAD_MAX_LINGER; i++) {
+        int done;
+
+        if (g_linger[i].fd <= 0)
+            continue;
+        done = now_ms() >= g_linger[i].until;
+        for (j = 0; j < n && !done; j++) {
+            if (pfds[j].fd == g_linger[i].fd && pfds[j].revents)
+                done = recv(g_linger[i].fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0;
+        }
+        if (done) {
+            close(g_linger[i].fd);
+            g_linger[i].fd = 0;
+        }
+    }
 }
 
 /* Accept connections until SIGTERM/SIGINT, one child per connection;
  * then stop accepting and give running downloads a grace period. */
 static void accept_loop(void)
 {
-    struct pollfd pfds[OFFLOAD_MAX_LISTEN];
+    struct pollfd pfds[OFFLOAD_MAX_LISTEN + OFFLOAD_MAX_LINGER];
     sigset_t block, empty;
     long long deadline;
     int i;
@@ -3337,8 +3387,22 @@ static void accept_loop(void)
             if (logs_open() != 0)
                 log_msg("error", "reopening the logs: %s", strerror(errno));
         }
-        if (ppoll(pfds, (nfds_t)g_nlisten_fd, NULL, &empty) <= 0)
-            continue;
+        {
+            struct timespec tick = {0, 200 * 1000 * 1000};
+            int n = g_nlisten_fd, rc;
+            for (i = 0; i < OFFLOAD_MAX_LINGER; i++) {
+                if (g_linger[i].fd > 0) {
+                    pfds[n].fd = g_linger[i].fd;
+                    pfds[n].events = POLLIN;
+                    pfds[n++].revents = 0;
+                }
+            }
+            rc = ppoll(pfds, (nfds_t)n, n > g_nlisten_fd ? &tick : NULL, &empty);
+            if (n > g_nlisten_fd)
+                linger_service(pfds + g_nlisten_fd, n - g_nlisten_fd);
+            if (rc <= 0)
+                continue;
+        }
         for (i = 0; i < g_nlisten_fd; i++) {
             struct sockaddr_storage ss;
             socklen_t slen = sizeof(ss);
