@@ -224,6 +224,8 @@ static volatile sig_atomic_t g_got_sigterm;   /* stop accepting, exit */
 static volatile sig_atomic_t g_got_sighup;    /* parent: re-read config */
 static volatile sig_atomic_t g_got_sigusr1;   /* parent: reopen logs */
 static int g_foreground;                      /* -F */
+static int g_starting;                        /* settings for a start */
+static int g_pid_fd = -1;                     /* held PID file, or -1 */
 static int g_cgi;                             /* --cgi: one request */
 static int g_error_fd = STDERR_FILENO;        /* error log, or -1: syslog */
 static int g_access_fd = -1;                  /* access log, or -1: none */
@@ -238,6 +240,7 @@ static int g_slot = -1;                       /* child: its download slot */
 /* Defined in the start-up section, used by the accept loop and --cgi. */
 static void config_reload(void);
 static int logs_open(void);
+static void pid_file_release(void);
 static int g_active_children;                 /* parent: live children */
 static int g_base_fd = -1;                    /* child: kept-alive base */
 static uint64_t *g_cache_errors;              /* shared: objects whose cache
@@ -1425,14 +1428,29 @@ out:
 static int path_writable(const char *what, const char *path, char *err,
                          size_t errsz)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 
-    if (fd < 0) {
-        snprintf(err, errsz, "%s %s: %s", what, path, strerror(errno));
-        return -1;
+    if (fd >= 0) {
+        close(fd);
+        return 0;
     }
-    close(fd);
-    return 0;
+    if (errno == ENOENT) {
+        /* not there yet: it is created at start, so its directory counts */
+        char dir[PATH_MAX];
+        const char *slash = strrchr(path, '/');
+        size_t dl = slash == NULL ? 0 : (size_t)(slash - path);
+
+        if (dl == 0 || dl >= sizeof(dir))
+            copy_string(dir, sizeof(dir), dl == 0 && slash ? "/" : ".");
+        else {
+            memcpy(dir, path, dl);
+            dir[dl] = '\0';
+        }
+        if (access(dir, W_OK | X_OK) == 0)
+            return 0;
+    }
+    snprintf(err, errsz, "%s %s: %s", what, path, strerror(errno));
+    return -1;
 }
 
 /*
@@ -1455,7 +1473,17 @@ static int settings_check(struct settings *c, char *err, size_t errsz)
                  OFFLOAD_DEFAULT_PORT);
         c->nlisten = 1;
     }
-    if (mkdir(c->cache_dir, 0755) != 0 && errno != EEXIST) {
+    /* created at start, not by -t or a reload */
+    if (g_starting && mkdir(c->cache_dir, 0755) == 0) {
+        struct passwd *pw;
+        /* ours to fill: give it to the user we will run as */
+        if (getuid() == 0 && c->user[0] && (pw = getpwnam(c->user)) != NULL &&
+            chown(c->cache_dir, pw->pw_uid, pw->pw_gid) != 0) {
+            snprintf(err, errsz, "CacheDir (--cache-dir) %s: %s", c->cache_dir,
+                     strerror(errno));
+            return -1;
+        }
+    } else if (g_starting && errno != EEXIST) {
         snprintf(err, errsz, "CacheDir (--cache-dir) %s: %s", c->cache_dir, strerror(errno));
         return -1;
     }
@@ -1479,7 +1507,8 @@ static int settings_check(struct settings *c, char *err, size_t errsz)
         }
         copy_string(c->docroot, sizeof(c->docroot), real);
     }
-    if (c->access_log[0] && path_writable("AccessLog (--access-log)", c->access_log, err, errsz))
+    if (!g_cgi && c->access_log[0] &&
+        path_writable("AccessLog (--access-log)", c->access_log, err, errsz))
         return -1;
     if (c->error_log[0] && path_writable("ErrorLog (--error-log)", c->error_log, err, errsz))
         return -1;
@@ -3232,17 +3261,17 @@ static void listen_open_all(void)
         hints.ai_flags = AI_PASSIVE;
         rc = getaddrinfo(ls->host, ls->port, &hints, &res);
         if (rc != 0)
-            die("--listen %s:%s: %s", ls->host, ls->port, gai_strerror(rc));
+            die("Listen (--listen) %s:%s: %s", ls->host, ls->port, gai_strerror(rc));
         fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC,
                     res->ai_protocol);
         if (fd < 0)
-            die("--listen %s:%s: %s", ls->host, ls->port, strerror(errno));
+            die("Listen (--listen) %s:%s: %s", ls->host, ls->port, strerror(errno));
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         if (res->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
             listen(fd, OFFLOAD_LISTEN_BACKLOG) != 0)
-            die("--listen %s:%s: %s", ls->host, ls->port, strerror(errno));
+            die("Listen (--listen) %s:%s: %s", ls->host, ls->port, strerror(errno));
         freeaddrinfo(res);
         g_listen_fd[g_nlisten_fd++] = fd;
     }
@@ -3447,9 +3476,11 @@ static void accept_loop(void)
         }
     }
 
-    /* shutting down: let downloads finish, then cut them */
+    /* shutting down: let downloads finish, then cut them. The addresses
+     * and the PID file are free at once, so a new daemon can start */
     for (i = 0; i < g_nlisten_fd; i++)
         close(g_listen_fd[i]);
+    pid_file_release();
     for (i = 0; i < g_cfg.max_clients; i++) {
         if (g_children[i] > 0)
             kill(g_children[i], SIGTERM);
@@ -3615,6 +3646,26 @@ static int daemonize(void)
     return lifeline[1];
 }
 
+/*
+ * Open a log or PID file for appending, creating it if need be. A file
+ * created while we are root and will run as User is given to User, so
+ * that reopening it (SIGUSR1, SIGHUP) works after privileges are gone.
+ * Returns the descriptor or -1.
+ */
+static int file_open_owned(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    struct passwd *pw;
+
+    if (fd < 0)
+        return errno == EEXIST ? open(path, flags | O_CLOEXEC) : -1;
+    if (getuid() == 0 && g_cfg.user[0] && (pw = getpwnam(g_cfg.user)) != NULL &&
+        fchown(fd, pw->pw_uid, pw->pw_gid) != 0)
+        log_msg("warning", "cannot give %s to User %s: %s", path, g_cfg.user,
+                strerror(errno));
+    return fd;
+}
+
 /* Open (or reopen, for SIGUSR1) the log files named in the settings.
  * A file that cannot be opened keeps the old descriptor. Returns 0, or -1
  * with errno set if one failed. */
@@ -3623,8 +3674,7 @@ static int logs_open(void)
     int rc = 0;
 
     if (g_cfg.access_log[0]) {
-        int fd = open(g_cfg.access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                      0644);
+        int fd = file_open_owned(g_cfg.access_log, O_WRONLY | O_APPEND);
         if (fd >= 0) {
             if (g_access_fd > STDERR_FILENO)
                 close(g_access_fd);
@@ -3636,8 +3686,7 @@ static int logs_open(void)
         g_access_fd = g_foreground ? STDOUT_FILENO : -1;
     }
     if (g_cfg.error_log[0]) {
-        int fd = open(g_cfg.error_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                      0644);
+        int fd = file_open_owned(g_cfg.error_log, O_WRONLY | O_APPEND);
         if (fd >= 0) {
             if (g_error_fd > STDERR_FILENO)
                 close(g_error_fd);
@@ -3701,7 +3750,7 @@ static int pid_file_take(void)
 
     if (g_cfg.pid_file[0] == '\0')
         return -1;
-    fd = open(g_cfg.pid_file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    fd = file_open_owned(g_cfg.pid_file, O_RDWR);
     if (fd < 0)
         die("PidFile %s: %s", g_cfg.pid_file, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -3712,6 +3761,17 @@ static int pid_file_take(void)
             g_cfg.pid_file, old[0] ? old : "unknown");
     }
     return fd;
+}
+
+/* Remove the PID file and let go of it (at the start of a stop). */
+static void pid_file_release(void)
+{
+    if (g_pid_fd < 0)
+        return;
+    if (unlink(g_cfg.pid_file) != 0 && ftruncate(g_pid_fd, 0) != 0)
+        log_msg("error", "PidFile %s: %s", g_cfg.pid_file, strerror(errno));
+    close(g_pid_fd);
+    g_pid_fd = -1;
 }
 
 /* Write our PID into the held PID file. */
@@ -3742,8 +3802,8 @@ static void user_drop(void)
         setuid(pw->pw_uid) != 0)
         die("User %s: %s", g_cfg.user, strerror(errno));
     if (access(g_cfg.cache_dir, W_OK | X_OK) != 0)
-        die("CacheDir (--cache-dir) %s: not writable by User %s", g_cfg.cache_dir,
-            g_cfg.user);
+        die("CacheDir (--cache-dir) %s: not writable by User %s",
+            g_cfg.cache_dir, g_cfg.user);
 }
 
 #ifndef OFFLOAD_NO_MAIN
@@ -3754,6 +3814,7 @@ int main(int argc, char **argv)
 
     g_progname = "offload_daemon";
     check_only = options_parse(argc, argv);
+    g_starting = !check_only;
     /* keep our own copy of argv for SIGHUP: its memory becomes the title */
     g_argv = calloc((size_t)argc + 1, sizeof(*g_argv));
     if (g_argv == NULL)
@@ -3764,6 +3825,7 @@ int main(int argc, char **argv)
         g_config_file = strdup(g_config_file);
     if (settings_load(&g_cfg, err, sizeof(err)) != 0)
         die("%s", err);
+    g_starting = 0;     /* a reload creates nothing */
     if (check_only) {
         printf("%s: configuration OK\n", g_config_file ? g_config_file
                                                        : "command line");
@@ -3775,7 +3837,7 @@ int main(int argc, char **argv)
     if (g_cgi)
         return cgi_main();
     proctitle_init(argc, argv);
-    pid_fd = pid_file_take();
+    pid_fd = g_pid_fd = pid_file_take();
     listen_open_all();
     g_children = calloc((size_t)g_cfg.max_clients, sizeof(*g_children));
     if (g_children == NULL)
@@ -3800,8 +3862,6 @@ int main(int argc, char **argv)
         close(lifeline);
     }
     accept_loop();
-    if (pid_fd >= 0 && unlink(g_cfg.pid_file) != 0 && ftruncate(pid_fd, 0) != 0)
-        log_msg("error", "PidFile %s: %s", g_cfg.pid_file, strerror(errno));
     return 0;
 }
 #endif

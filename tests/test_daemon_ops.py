@@ -72,6 +72,10 @@ def base(apache_factory):
 
 def test_config_file_errors_name_file_and_line(run_dir, base):
     cache = os.path.join(run_dir, "cache")
+    # -t creates nothing: a missing cache directory is an error
+    rc, out = check("--base", base.base_url, "--cache-dir", cache)
+    assert rc == 1 and "CacheDir (--cache-dir) %s: No such file" % cache in out
+    os.makedirs(cache)
     good = "BaseURL %s\nCacheDir %s\n" % (base.base_url, cache)
     cases = [
         ("Frobnicate 1\n", 4, "unknown setting Frobnicate"),
@@ -110,6 +114,7 @@ def test_config_file_errors_name_file_and_line(run_dir, base):
                       'AccessLog "%s/a.log"\n' % run_dir)
     rc, out = check("-f", conf)
     assert rc == 0 and "configuration OK" in out
+    assert not os.path.exists(os.path.join(run_dir, "a.log"))
     # a flag with a bad value is refused naming the flag
     rc, out = check("-f", conf, "--max-clients", "0")
     assert rc == 1 and "--max-clients 0: expected a whole number" in out
@@ -303,6 +308,8 @@ def test_x_forwarded_for_only_from_a_trusted_proxy(base, daemon_factory):
 def test_max_clients_answers_503_at_once(base, daemon_factory):
     harness.write_file(os.path.join(base.docroot, "m.bin"), 10000)
     daemon = daemon_factory(base.base_url, args=["--max-clients", "2"])
+    # the start-up check's own connection must be gone first
+    assert wait_for(lambda: children(daemon.proc.pid) == [])
     idle = [socket.create_connection((daemon.host, daemon.port)) for _ in range(2)]
     time.sleep(0.3)
     start = time.monotonic()
