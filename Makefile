@@ -5,6 +5,10 @@
 #   make demo         a private base server + offload daemon on 127.0.0.1
 #   make install      install both (DESTDIR, PREFIX honoured)
 #   make bench        the benchmark suite against nginx (see docs/benchmarks.md)
+#   make fuzz         libFuzzer targets in tests/fuzz: regressions, then
+#                     FUZZ_SECONDS (default 60) of fuzzing each
+#   make valgrind     the daemon's unit tests under valgrind's memcheck
+#   make test SANITIZE=1   the same suite against an ASan+UBSan daemon
 
 APXS     ?= apxs
 CC       ?= cc
@@ -17,12 +21,38 @@ CFLAGS   ?=
 LDFLAGS  ?=
 
 # SANITIZE=1 builds the daemon and its unit tests with ASan and UBSan.
+# Sanitizer reports go to files under SAN_LOG_DIR (forked and daemonized
+# processes included, whose stderr may be /dev/null); make test fails if
+# any report was written. Children that _exit() skip the leak check, so
+# leaks are not checked in the integration run (make valgrind does that).
+SAN_LOG_DIR = .run/sanitizer
 ifeq ($(SANITIZE),1)
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer
+SAN_ENV  = ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(CURDIR)/$(SAN_LOG_DIR)/asan \
+           UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/$(SAN_LOG_DIR)/ubsan
 endif
 
 DAEMON_CFLAGS = -std=gnu11 $(OPTFLAGS) $(WARNFLAGS) $(SANFLAGS) $(CFLAGS)
 DAEMON_LIBS   = -lz
+
+# The flags the daemon was last built with: a change (SANITIZE=1 or not)
+# rebuilds it and the unit tests.
+FLAGS_STAMP = .run/build-flags
+
+# libFuzzer (clang only). Each target in tests/fuzz/fuzz_NAME.c has a seed
+# corpus in tests/fuzz/corpus/NAME/ and reproducers of fixed crashes in
+# tests/fuzz/regress/NAME/; what fuzzing adds goes to .run/fuzz/NAME/.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS  = request range base_response config path meta
+FUZZ_FLAGS    = -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+                -Wno-unused-function -I.
+FUZZ_OUT      = .run/fuzz
+FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_OUT)/fuzz_%)
+
+VALGRIND      ?= valgrind
+VALGRIND_UNIT  = .run/valgrind/unit_daemon
 
 MODULE   = .libs/mod_offload.so
 DAEMON   = offload_daemon
@@ -35,7 +65,8 @@ BENCH_PACKAGES = nginx-light wrk gnuplot-nox apache2-utils
 
 PYTEST_ARGS ?=
 
-.PHONY: all install test unit demo clean deps bench-deps bench
+.PHONY: all install test unit demo clean deps bench-deps bench fuzz \
+        fuzz-build fuzz-regress valgrind FORCE
 
 all: $(MODULE) $(DAEMON)
 
@@ -43,10 +74,15 @@ $(MODULE): mod_offload.c config.h
 	$(APXS) -S CC="$(CC)" -c -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu11 \
 	    -o mod_offload.la mod_offload.c -lm
 
-$(DAEMON): offload_daemon.c config.h
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CC) $(DAEMON_CFLAGS)' | cmp -s - $@ || \
+	    echo '$(CC) $(DAEMON_CFLAGS)' >$@
+
+$(DAEMON): offload_daemon.c config.h $(FLAGS_STAMP)
 	$(CC) $(DAEMON_CFLAGS) -o $@ offload_daemon.c $(LDFLAGS) $(DAEMON_LIBS)
 
-$(UNIT): tests/unit_daemon.c offload_daemon.c config.h
+$(UNIT): tests/unit_daemon.c offload_daemon.c config.h $(FLAGS_STAMP)
 	$(CC) $(DAEMON_CFLAGS) -Wno-unused-function -I. -o $@ tests/unit_daemon.c \
 	    $(LDFLAGS) $(DAEMON_LIBS)
 
@@ -54,8 +90,12 @@ unit: $(UNIT)
 	./$(UNIT)
 
 test: deps all $(UNIT)
-	./$(UNIT)
-	$(PYTHON) -m pytest -ra $(PYTEST_ARGS) tests
+	rm -rf $(SAN_LOG_DIR) && mkdir -p $(SAN_LOG_DIR)
+	$(SAN_ENV) ./$(UNIT)
+	$(SAN_ENV) $(PYTHON) -m pytest -ra $(PYTEST_ARGS) tests
+	@if [ -n "$$(ls -A $(SAN_LOG_DIR))" ]; then \
+	    echo "sanitizer reports in $(SAN_LOG_DIR):"; \
+	    cat $(SAN_LOG_DIR)/*; exit 1; fi
 
 demo: deps all
 	$(PYTHON) tests/demo.py $(if $(DEMO_ONESHOT),--oneshot)
@@ -79,6 +119,55 @@ install: all
 	    >$(DESTDIR)$(PREFIX)/lib/systemd/system/offload_daemon.service
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/offload_daemon.service
 	install -m 644 dist/offload_daemon.logrotate $(DESTDIR)/etc/logrotate.d/offload_daemon
+
+# Fuzzing: build every target, run the reproducers in tests/fuzz/regress
+# and the seed corpus once (any crash fails), then fuzz each target for
+# FUZZ_SECONDS. A crash is saved as .run/fuzz/crash-NAME-*: copy it to
+# tests/fuzz/regress/NAME/ once the bug is fixed. The last line of each
+# target's log (.run/fuzz/NAME.log) has its executions and coverage.
+$(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c offload_daemon.c config.h
+	@mkdir -p $(FUZZ_OUT)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< -lz
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz-regress: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p tests/fuzz/regress/$$t; \
+	    echo "fuzz-regress $$t"; \
+	    $(FUZZ_OUT)/fuzz_$$t -runs=0 -timeout=10 \
+	        tests/fuzz/regress/$$t tests/fuzz/corpus/$$t \
+	        >$(FUZZ_OUT)/$$t-regress.log 2>&1 || \
+	        { tail -n 40 $(FUZZ_OUT)/$$t-regress.log; exit 1; }; \
+	done
+
+fuzz: fuzz-regress
+	@fail=0; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_OUT)/$$t; \
+	    echo "fuzz $$t for $(FUZZ_SECONDS) s"; \
+	    if $(FUZZ_OUT)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/crash-$$t- \
+	        $(FUZZ_OUT)/$$t tests/fuzz/corpus/$$t \
+	        >$(FUZZ_OUT)/$$t.log 2>&1; then \
+	        grep -E '^#[0-9]+.*DONE' $(FUZZ_OUT)/$$t.log | tail -n 1; \
+	    else \
+	        fail=1; grep -E 'ERROR|SUMMARY|Test unit written' \
+	            $(FUZZ_OUT)/$$t.log; \
+	    fi; \
+	done; exit $$fail
+
+# memcheck over the unit tests, built without sanitizers (valgrind and
+# ASan do not mix): no errors, no leaks.
+$(VALGRIND_UNIT): tests/unit_daemon.c offload_daemon.c config.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O1 -g $(WARNFLAGS) -Wno-unused-function -I. -o $@ \
+	    tests/unit_daemon.c $(LDFLAGS) $(DAEMON_LIBS)
+
+valgrind: $(VALGRIND_UNIT)
+	$(VALGRIND) --tool=memcheck --error-exitcode=1 --leak-check=full \
+	    --show-leak-kinds=definite,indirect,possible \
+	    --errors-for-leak-kinds=definite,indirect,possible \
+	    ./$(VALGRIND_UNIT)
 
 # Installs what is missing when run as root; otherwise says what to run.
 deps:
