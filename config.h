@@ -45,6 +45,41 @@
 #define OFFLOAD_STRANGER_ADDRESS "192.0.2.1"
 #endif
 
+/* OffloadBusyThreshold: 0 offloads whatever the load. */
+#ifndef OFFLOAD_DEFAULT_BUSY_THRESHOLD
+#define OFFLOAD_DEFAULT_BUSY_THRESHOLD 0
+#endif
+
+/* OffloadHealthCheckInterval, in seconds, and OffloadHealthCheckURI. */
+#ifndef OFFLOAD_DEFAULT_HC_INTERVAL
+#define OFFLOAD_DEFAULT_HC_INTERVAL 10
+#endif
+
+#ifndef OFFLOAD_DEFAULT_HC_URI
+#define OFFLOAD_DEFAULT_HC_URI "/offload-status"
+#endif
+
+/* Seconds a health check may take to connect, and then to get the status
+ * line; never more than the interval. */
+#ifndef OFFLOAD_HC_TIMEOUT
+#define OFFLOAD_HC_TIMEOUT 5
+#endif
+
+/* Largest health-check interval, in seconds (a day). */
+#ifndef OFFLOAD_HC_MAX_INTERVAL
+#define OFFLOAD_HC_MAX_INTERVAL 86400
+#endif
+
+/* Bytes of a health-check answer read to find its status line. */
+#ifndef OFFLOAD_HC_MAX_STATUS_LINE
+#define OFFLOAD_HC_MAX_STATUS_LINE 512
+#endif
+
+/* Largest OffloadBusyThreshold. */
+#ifndef OFFLOAD_MAX_BUSY_THRESHOLD
+#define OFFLOAD_MAX_BUSY_THRESHOLD 100000
+#endif
+
 /* ---- daemon defaults --------------------------------------------------- */
 
 #ifndef OFFLOAD_DEFAULT_PORT
@@ -92,6 +127,18 @@
  * not have freed its slot yet when the client asks again. */
 #ifndef OFFLOAD_DUPE_GRACE_MS
 #define OFFLOAD_DUPE_GRACE_MS 250
+#endif
+
+/* The path of the daemon's health and metrics page (StatusPath). */
+#ifndef OFFLOAD_DEFAULT_STATUS_PATH
+#define OFFLOAD_DEFAULT_STATUS_PATH "/offload-status"
+#endif
+
+/* After an eviction round the cache is this many percent of
+ * CacheMaxSize, so that rounds (each a scan of the cache) do not follow
+ * every fetch. */
+#ifndef OFFLOAD_EVICT_LOW_PERCENT
+#define OFFLOAD_EVICT_LOW_PERCENT 90
 #endif
 
 /* Retry-After seconds sent with 429 and 503. */

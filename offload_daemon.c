@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -72,6 +73,7 @@
 #define CS_REFRESH "REFRESH"
 #define CS_BYPASS "BYPASS"
 #define CS_DENIED "DENIED"
+#define CS_STALE "STALE"
 #define CS_NONE "-"
 
 /* Results of parsing a client request. */
@@ -131,6 +133,12 @@ struct settings {
     char docroot[PATH_MAX];        /* DocumentRoot: serve from here */
     struct cidr trusted[OFFLOAD_MAX_TRUSTED_PROXIES];
     int ntrusted;
+    long long cache_max_size;      /* bytes; 0 = no cap */
+    int serve_stale;               /* ServeStaleOnError */
+    int validate_interval;         /* seconds; 0 = HEAD on every request */
+    char status_path[256];         /* metrics and health; empty = off */
+    struct cidr status_allow[OFFLOAD_MAX_TRUSTED_PROXIES];
+    int nstatus_allow;
 };
 
 /* One client request. Header values point into buf. */
@@ -203,7 +211,48 @@ struct object {
     int lock_fd;                   /* readers' own descriptor of the lock */
     int notify_fd;                 /* inotify watch on a growing fd */
     int growing;                   /* fd is a .part still being written */
+    int stale;                     /* served without the base's word */
     struct object_meta meta;
+};
+
+/* Status codes counted one by one in the metrics; others as "other". */
+static const int g_metric_codes[] = {200, 206, 301, 302, 304, 307, 400, 403,
+                                     404, 405, 408, 410, 412, 414, 416, 429,
+                                     431, 500, 502, 503, 504, 505};
+#define N_METRIC_CODES (sizeof(g_metric_codes) / sizeof(g_metric_codes[0]))
+
+/* Cache results, as in the access log, for the metrics. */
+static const char *const g_cache_results[] = {"HIT", "MISS", "REFRESH",
+                                              "STALE", "BYPASS", "DENIED",
+                                              "-"};
+#define N_CACHE_RESULTS (sizeof(g_cache_results) / sizeof(g_cache_results[0]))
+
+/* Counters every process adds to (atomically), for StatusPath. */
+struct metrics {
+    uint64_t requests[3];                   /* GET, HEAD, other */
+    uint64_t responses[N_METRIC_CODES + 1]; /* last: other codes */
+    uint64_t cache_results[N_CACHE_RESULTS];
+    uint64_t bytes_from_base;
+    uint64_t bytes_to_clients;
+    uint64_t refused_dupe;
+    uint64_t refused_busy;
+    uint64_t evictions;
+    int64_t cache_bytes;                    /* complete objects */
+    int64_t cache_objects;
+};
+
+/* One GET in progress: who and what (hashes; 0 = free). */
+struct dupe_slot {
+    uint64_t client;
+    uint64_t url;
+};
+
+/* What the processes share (mapped by the parent before forking). */
+struct shared {
+    pthread_mutex_t lock;           /* robust: a dead holder is noticed */
+    uint64_t cache_errors[OFFLOAD_CACHE_ERROR_SLOTS];
+    struct metrics m;
+    struct dupe_slot slots[];       /* MaxClients of them */
 };
 
 /* One byte range, inclusive. */
@@ -225,6 +274,8 @@ static volatile sig_atomic_t g_got_sighup;    /* parent: re-read config */
 static volatile sig_atomic_t g_got_sigusr1;   /* parent: reopen logs */
 static int g_foreground;                      /* -F */
 static int g_starting;                        /* settings for a start */
+static const char *g_tool;                    /* --cache-list etc., or NULL */
+static const char *g_tool_arg;                /* --cache-purge's PATH */
 static int g_pid_fd = -1;                     /* held PID file, or -1 */
 static int g_cgi;                             /* --cgi: one request */
 static int g_error_fd = STDERR_FILENO;        /* error log, or -1: syslog */
@@ -438,6 +489,13 @@ static void proctitle_init(int argc, char **argv)
     g_title = argv[0];
     g_title_room = (size_t)(end - argv[0]);
 }
+
+/* Add n to a shared counter (no-op without shared memory). */
+#define METRIC_ADD(field, n)                                                \
+    do {                                                                    \
+        if (g_shared != NULL)                                               \
+            __atomic_add_fetch(&g_shared->m.field, (n), __ATOMIC_RELAXED);  \
+    } while (0)
 
 /* Set the process title (ps, top): "offload: WHAT". */
 static void proctitle_set(const char *fmt, ...)
@@ -1303,6 +1361,82 @@ static int set_docroot(struct settings *c, const char *v, const char **why)
     return set_string(c->docroot, sizeof(c->docroot), v, why);
 }
 
+/* Parse "N", "NK", "NM", "NG" or "NT" (powers of 1024). Returns the
+ * byte count, or -1. */
+static long long parse_size(const char *v)
+{
+    char digits[24];
+    size_t n = strspn(v, "0123456789");
+    int shift = 0;
+    long long base;
+
+    if (n == 0 || n >= sizeof(digits))
+        return -1;
+    if (v[n] != '\0') {
+        const char *units = "KMGT";
+        const char *u = strchr(units, toupper((unsigned char)v[n]));
+        if (u == NULL || v[n + 1] != '\0')
+            return -1;
+        shift = 10 * (int)(u - units + 1);
+    }
+    memcpy(digits, v, n);
+    digits[n] = '\0';
+    base = parse_length(digits);
+    if (base < 0 || (shift && base > (LLONG_MAX >> shift)))
+        return -1;
+    return base << shift;
+}
+
+static int set_cache_max_size(struct settings *c, const char *v,
+                              const char **why)
+{
+    c->cache_max_size = parse_size(v);
+    if (c->cache_max_size < 0) {
+        *why = "expected a size: a number with K, M, G or T, or 0";
+        return -1;
+    }
+    return 0;
+}
+
+static int set_serve_stale(struct settings *c, const char *v, const char **why)
+{
+    c->serve_stale = parse_on_off(v);
+    if (c->serve_stale < 0) {
+        *why = "expected On or Off";
+        return -1;
+    }
+    return 0;
+}
+
+static int set_validate_interval(struct settings *c, const char *v,
+                                 const char **why)
+{
+    return set_number(&c->validate_interval, v, 0, 86400, why);
+}
+
+static int set_status_path(struct settings *c, const char *v, const char **why)
+{
+    if (v[0] != '/' || strchr(v, '?') != NULL) {
+        *why = "expected a path starting with /";
+        return -1;
+    }
+    return set_string(c->status_path, sizeof(c->status_path), v, why);
+}
+
+static int set_status_allow(struct settings *c, const char *v, const char **why)
+{
+    if (c->nstatus_allow >= OFFLOAD_MAX_TRUSTED_PROXIES) {
+        *why = "too many addresses";
+        return -1;
+    }
+    if (cidr_parse(v, &c->status_allow[c->nstatus_allow]) != 0) {
+        *why = "expected an address or ADDR/BITS";
+        return -1;
+    }
+    c->nstatus_allow++;
+    return 0;
+}
+
 /* One setting: its config-file name, its flag, whether it may be given
  * more than once (a list), and its setter. */
 struct setting_def {
@@ -1328,6 +1462,11 @@ static const struct setting_def g_setting_defs[] = {
     {"DupeStatus", "--dupe-status", 0, set_dupe_status},
     {"RobotsTxt", "--robots-txt", 0, set_robots_txt},
     {"DocumentRoot", "--docroot", 0, set_docroot},
+    {"CacheMaxSize", "--cache-max-size", 0, set_cache_max_size},
+    {"ServeStaleOnError", "--serve-stale-on-error", 0, set_serve_stale},
+    {"ValidateInterval", "--validate-interval", 0, set_validate_interval},
+    {"StatusPath", "--status-path", 0, set_status_path},
+    {"StatusAllow", "--status-allow", 1, set_status_allow},
 };
 #define N_SETTINGS (sizeof(g_setting_defs) / sizeof(g_setting_defs[0]))
 
@@ -1340,7 +1479,10 @@ static void settings_defaults(struct settings *c)
     c->max_dupe = OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS;
     c->dupe_status = OFFLOAD_DEFAULT_DUPE_STATUS;
     c->robots_txt = 1;
+    c->serve_stale = 1;
     copy_string(c->cache_dir, sizeof(c->cache_dir), OFFLOAD_DEFAULT_CACHE_DIR);
+    copy_string(c->status_path, sizeof(c->status_path),
+                OFFLOAD_DEFAULT_STATUS_PATH);
 }
 
 /* Find a setting by config-file name (case-insensitive, as Apache's
@@ -1463,9 +1605,14 @@ static int settings_check(struct settings *c, char *err, size_t errsz)
     char real[PATH_MAX];
     struct stat st;
 
-    if (c->base_url[0] == '\0') {
+    if (c->base_url[0] == '\0' && g_tool == NULL) {
         snprintf(err, errsz, "BaseURL (--base) is required");
         return -1;
+    }
+    if (c->nstatus_allow == 0) {
+        cidr_parse("127.0.0.0/8", &c->status_allow[0]);
+        cidr_parse("::1", &c->status_allow[1]);
+        c->nstatus_allow = 2;
     }
     if (c->nlisten == 0) {
         strcpy(c->listen[0].host, "0.0.0.0");
@@ -1707,6 +1854,49 @@ static int meta_read(int fd, struct object_meta *m)
 }
 
 /*
+ * Open obj's complete copy, whatever version it is, and hold a shared
+ * flock() on it while it is served, so that eviction passes it by.
+ * Returns 0 with obj->fd, obj->meta and *st set, or -1 (none, or not
+ * whole, or being evicted right now).
+ */
+static int cache_open_stored(struct object *obj, struct stat *st)
+{
+    int fd = open(obj->path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -1;
+    if (meta_read(fd, &obj->meta) != 0 || !obj->meta.complete ||
+        strcmp(obj->meta.key, obj->key) != 0 || fstat(fd, st) != 0 ||
+        st->st_size != OFFLOAD_META_SIZE + obj->meta.length ||
+        st->st_nlink == 0 || flock(fd, LOCK_SH | LOCK_NB) != 0) {
+        close(fd);
+        return -1;
+    }
+    obj->fd = fd;
+    obj->growing = 0;
+    return 0;
+}
+
+/*
+ * Note a hit on an open complete copy: its access time is the last use
+ * (eviction removes the least recently used first); when the base has
+ * just confirmed it, its modification time becomes the last validation
+ * (ValidateInterval counts from there).
+ */
+static void cache_touch(const struct object *obj, int validated)
+{
+    struct timespec t[2];
+
+    t[0].tv_sec = 0;
+    t[0].tv_nsec = UTIME_NOW;
+    t[1].tv_sec = 0;
+    t[1].tv_nsec = validated ? UTIME_NOW : UTIME_OMIT;
+    if (futimens(obj->fd, t) != 0) {
+        /* not ours (another user's cache): LRU order is then by fetch */
+    }
+}
+
+/*
  * Open the complete copy of obj if it is the version want describes.
  * Returns 0 with obj->fd and obj->meta set, or -1 (no current copy).
  */
@@ -1714,18 +1904,13 @@ static int cache_open_complete(struct object *obj,
                                const struct object_meta *want)
 {
     struct stat st;
-    int fd = open(obj->path, O_RDONLY | O_CLOEXEC);
 
-    if (fd < 0)
+    if (cache_open_stored(obj, &st) != 0)
         return -1;
-    if (meta_read(fd, &obj->meta) != 0 || !obj->meta.complete ||
-        !meta_matches(&obj->meta, obj->key, want) || fstat(fd, &st) != 0 ||
-        st.st_size != OFFLOAD_META_SIZE + obj->meta.length) {
-        close(fd);
+    if (!meta_matches(&obj->meta, obj->key, want)) {
+        cache_object_close(obj);
         return -1;
     }
-    obj->fd = fd;
-    obj->growing = 0;
     return 0;
 }
 
@@ -1858,7 +2043,12 @@ static int cache_create_part(struct object *obj, const struct object_meta *want,
 static int cache_publish(struct object *obj, int fd, struct object_meta *m)
 {
     char block[OFFLOAD_META_SIZE];
+    struct stat old;
 
+    if (stat(obj->path, &old) == 0) {
+        METRIC_ADD(cache_bytes, -(int64_t)old.st_size);
+        METRIC_ADD(cache_objects, -1);
+    }
     m->complete = 1;
     if (meta_encode(m, block) != 0 ||
         pwrite(fd, block, sizeof(block), 0) != (ssize_t)sizeof(block) ||
@@ -1867,6 +2057,8 @@ static int cache_publish(struct object *obj, int fd, struct object_meta *m)
         unlink(obj->part_path);
         return -1;
     }
+    METRIC_ADD(cache_bytes, OFFLOAD_META_SIZE + m->length);
+    METRIC_ADD(cache_objects, 1);
     return 0;
 }
 
@@ -1892,8 +2084,13 @@ static void cache_log_error(const struct object *obj, const char *what)
 /* Remove obj's complete copy (the base said it is gone). */
 static void cache_remove(const struct object *obj)
 {
-    if (unlink(obj->path) == 0)
+    struct stat st;
+
+    if (stat(obj->path, &st) == 0 && unlink(obj->path) == 0) {
+        METRIC_ADD(cache_bytes, -(int64_t)st.st_size);
+        METRIC_ADD(cache_objects, -1);
         log_msg("info", "removed %s from the cache", obj->key);
+    }
 }
 
 /*
@@ -1952,6 +2149,419 @@ static int object_wait(struct object *obj, long long need)
             }
         }
     }
+}
+
+/* ======================================================================
+ * Cache upkeep: the start-up scan, eviction, and the cache tools
+ *
+ * All of them walk the fan-out (CACHEDIR/xx/yy/NAME), so their cost is
+ * proportional to the number of objects, never to the number of
+ * requests. Eviction runs in the fetcher that has just published an
+ * object, after its clients have all their bytes waiting for them, and
+ * only when the cache is over CacheMaxSize; it takes it down to
+ * OFFLOAD_EVICT_LOW_PERCENT of the cap so that the next round waits for
+ * that much new data.
+ * ====================================================================== */
+
+/* One file met by cache_walk(). */
+struct cache_entry {
+    char path[PATH_MAX + 300];
+    const char *name;               /* the last part of path */
+    struct stat st;
+};
+
+/* Is name a two-hex-digit fan-out directory name? */
+static int is_fanout_name(const char *name)
+{
+    return strlen(name) == 2 && isxdigit((unsigned char)name[0]) &&
+           isxdigit((unsigned char)name[1]);
+}
+
+/*
+ * Call fn for every file in the cache's fan-out directories (stat()ed,
+ * not followed). Returns 0, or -1 if the cache directory cannot be read.
+ */
+static int cache_walk(void (*fn)(struct cache_entry *e, void *ctx), void *ctx)
+{
+    static struct cache_entry e;
+    DIR *top = opendir(g_cfg.cache_dir);
+    struct dirent *a;
+
+    if (top == NULL)
+        return -1;
+    while ((a = readdir(top)) != NULL) {
+        char d1[PATH_MAX];
+        DIR *mid;
+        struct dirent *b;
+
+        if (!is_fanout_name(a->d_name))
+            continue;
+        snprintf(d1, sizeof(d1), "%.*s/%.2s", PATH_MAX - 64, g_cfg.cache_dir,
+                 a->d_name);
+        if ((mid = opendir(d1)) == NULL)
+            continue;
+        while ((b = readdir(mid)) != NULL) {
+            char d2[PATH_MAX];
+            DIR *low;
+            struct dirent *c;
+
+            if (!is_fanout_name(b->d_name))
+                continue;
+            snprintf(d2, sizeof(d2), "%.*s/%.2s", PATH_MAX - 16, d1, b->d_name);
+            if ((low = opendir(d2)) == NULL)
+                continue;
+            while ((c = readdir(low)) != NULL) {
+                int n;
+
+                if (c->d_name[0] == '.')
+                    continue;
+                n = snprintf(e.path, sizeof(e.path), "%.*s/%.255s",
+                             PATH_MAX - 16, d2, c->d_name);
+                if (n < 0 || (size_t)n >= sizeof(e.path) ||
+                    lstat(e.path, &e.st) != 0 || !S_ISREG(e.st.st_mode))
+                    continue;
+                e.name = strrchr(e.path, '/') + 1;
+                fn(&e, ctx);
+            }
+            closedir(low);
+        }
+        closedir(mid);
+    }
+    closedir(top);
+    return 0;
+}
+
+/* Is name that of a complete object (16 hex digits, nothing more)? */
+static int is_object_name(const char *name)
+{
+    return strlen(name) == HEX_KEY_LEN &&
+           strspn(name, "0123456789abcdef") == HEX_KEY_LEN;
+}
+
+/* Is the .lock beside an object file free (no fetcher at work)? */
+static int cache_lock_free(const char *object_path)
+{
+    char lock[PATH_MAX + 48];
+    int fd, free_;
+
+    snprintf(lock, sizeof(lock), "%.*s.lock", HEX_KEY_LEN + PATH_MAX,
+             object_path);
+    fd = open(lock, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    free_ = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    close(fd);
+    return free_;
+}
+
+/* Read a complete object's metadata and check its size. Returns 0. */
+static int cache_entry_meta(const struct cache_entry *e, struct object_meta *m)
+{
+    int fd = open(e->path, O_RDONLY | O_CLOEXEC);
+    int rc;
+
+    if (fd < 0)
+        return -1;
+    rc = meta_read(fd, m);
+    close(fd);
+    if (rc != 0 || !m->complete ||
+        e->st.st_size != OFFLOAD_META_SIZE + m->length)
+        return -1;
+    return 0;
+}
+
+/* Totals of a scan. */
+struct scan_totals {
+    long long bytes;
+    long long objects;
+    long long removed;
+};
+
+/* cache_walk() callback of the start-up scan. */
+static void scan_entry(struct cache_entry *e, void *ctx)
+{
+    struct scan_totals *t = ctx;
+    struct object_meta m;
+    const char *dot = strchr(e->name, '.');
+    char object_path[PATH_MAX + 32];
+
+    if (is_object_name(e->name)) {
+        if (cache_entry_meta(e, &m) == 0) {
+            t->bytes += e->st.st_size;
+            t->objects++;
+            return;
+        }
+    } else if (dot != NULL && (size_t)(dot - e->name) == HEX_KEY_LEN &&
+               (strcmp(dot, ".part") == 0 || strcmp(dot, ".lock") == 0 ||
+                strncmp(dot, ".tmp.", 5) == 0)) {
+        snprintf(object_path, sizeof(object_path), "%.*s",
+                 (int)(dot - e->path), e->path);
+        /* a fetch in progress (of a daemon still finishing) is left be */
+        if (!cache_lock_free(object_path))
+            return;
+        if (strcmp(dot, ".lock") == 0) {
+            struct stat st;
+            char part[PATH_MAX + 48];
+            snprintf(part, sizeof(part), "%s.part", object_path);
+            if (stat(object_path, &st) == 0 || stat(part, &st) == 0)
+                return;     /* keep the lock of a live object */
+        }
+    }
+    if (unlink(e->path) == 0)
+        t->removed++;
+}
+
+/*
+ * At start-up: remove what interrupted fetches and crashes left (stale
+ * .part and temporary files, objects whose metadata or size is wrong,
+ * files that are no cache file at all) and count the cache's size.
+ * Runs in a process of its own, so the daemon serves meanwhile.
+ */
+static void cache_scan(void)
+{
+    struct scan_totals t = {0, 0, 0};
+
+    if (cache_walk(scan_entry, &t) != 0) {
+        log_msg("error", "cannot read the cache %s: %s", g_cfg.cache_dir,
+                strerror(errno));
+        return;
+    }
+    if (g_shared != NULL) {
+        __atomic_store_n(&g_shared->m.cache_bytes, t.bytes, __ATOMIC_RELAXED);
+        __atomic_store_n(&g_shared->m.cache_objects, t.objects,
+                         __ATOMIC_RELAXED);
+    }
+    log_msg("notice", "cache %s: %lld objects, %lld bytes; %lld leftovers "
+            "removed", g_cfg.cache_dir, t.objects, t.bytes, t.removed);
+}
+
+/* Candidates for eviction, collected by evict_entry(). */
+struct evict_list {
+    struct evict_item {
+        time_t used;
+        off_t size;
+        char *path;
+    } *items;
+    size_t n, cap;
+    long long total;
+};
+
+/* cache_walk() callback of eviction: note every complete object. */
+static void evict_entry(struct cache_entry *e, void *ctx)
+{
+    struct evict_list *l = ctx;
+
+    if (!is_object_name(e->name))
+        return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 1024;
+        struct evict_item *items = realloc(l->items, cap * sizeof(*items));
+        if (items == NULL)
+            return;
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->n].used = e->st.st_atime;
+    l->items[l->n].size = e->st.st_size;
+    l->items[l->n].path = strdup(e->path);
+    if (l->items[l->n].path == NULL)
+        return;
+    l->total += e->st.st_size;
+    l->n++;
+}
+
+/* qsort() order: least recently used first. */
+static int evict_order(const void *a, const void *b)
+{
+    const struct evict_item *x = a, *y = b;
+
+    return (x->used > y->used) - (x->used < y->used);
+}
+
+/*
+ * If the cache is over CacheMaxSize, remove the least recently used
+ * complete objects until it is at OFFLOAD_EVICT_LOW_PERCENT of it. An
+ * object being read (a reader holds a shared flock on it) or fetched
+ * (.part) is passed by. One process evicts at a time.
+ */
+static void cache_evict(void)
+{
+    struct evict_list l = {NULL, 0, 0, 0};
+    char lock_path[PATH_MAX + 16];
+    long long low;
+    size_t i;
+    int lock_fd;
+
+    if (g_cfg.cache_max_size <= 0 ||
+        (g_shared != NULL &&
+         __atomic_load_n(&g_shared->m.cache_bytes, __ATOMIC_RELAXED) <=
+             g_cfg.cache_max_size))
+        return;
+    snprintf(lock_path, sizeof(lock_path), "%s/.evict.lock", g_cfg.cache_dir);
+    lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0)
+        return;
+    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0)
+        goto out;   /* another process is at it */
+    if (cache_walk(evict_entry, &l) != 0)
+        goto out;
+    qsort(l.items, l.n, sizeof(*l.items), evict_order);
+    low = g_cfg.cache_max_size / 100 * OFFLOAD_EVICT_LOW_PERCENT;
+    for (i = 0; i < l.n && l.total > low; i++) {
+        int fd = open(l.items[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(l.items[i].path) == 0) {
+            l.total -= l.items[i].size;
+            METRIC_ADD(evictions, 1);
+        }
+        close(fd);
+    }
+    if (g_shared != NULL) {
+        long long objects = 0;
+        for (size_t j = 0; j < l.n; j++)
+            objects += access(l.items[j].path, F_OK) == 0;
+        __atomic_store_n(&g_shared->m.cache_bytes, l.total, __ATOMIC_RELAXED);
+        __atomic_store_n(&g_shared->m.cache_objects, objects, __ATOMIC_RELAXED);
+    }
+out:
+    for (i = 0; i < l.n; i++)
+        free(l.items[i].path);
+    free(l.items);
+    close(lock_fd);
+}
+
+/* --cache-list: one line per file of the cache. */
+static void list_entry(struct cache_entry *e, void *ctx)
+{
+    struct object_meta m;
+    char when[32];
+    struct tm tm;
+    const char *dot = strchr(e->name, '.');
+    int *count = ctx;
+
+    gmtime_r(&e->st.st_atime, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (is_object_name(e->name)) {
+        if (cache_entry_meta(e, &m) == 0)
+            printf("%s\t%lld\t%s\tcomplete\n", m.key, m.length, when);
+        else
+            printf("%s\t%lld\t%s\tdamaged\n", e->name,
+                   (long long)e->st.st_size, when);
+        (*count)++;
+    } else if (dot != NULL && strcmp(dot, ".part") == 0) {
+        char object_path[PATH_MAX + 32];
+        int fd = open(e->path, O_RDONLY | O_CLOEXEC);
+        int ok = fd >= 0 && meta_read(fd, &m) == 0;
+
+        if (fd >= 0)
+            close(fd);
+        snprintf(object_path, sizeof(object_path), "%.*s",
+                 (int)(dot - e->path), e->path);
+        printf("%s\t%lld\t%s\t%s\n", ok ? m.key : e->name,
+               (long long)(e->st.st_size - OFFLOAD_META_SIZE), when,
+               cache_lock_free(object_path) ? "interrupted" : "fetching");
+    }
+}
+
+/* --cache-verify: check each complete object's CRC-32 against its data;
+ * remove and report the ones that differ. */
+static void verify_entry(struct cache_entry *e, void *ctx)
+{
+    static char buf[OFFLOAD_IO_BUFFER];
+    long long *bad = ctx;
+    struct object_meta m;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    off_t pos = OFFLOAD_META_SIZE;
+    ssize_t n;
+    int fd;
+
+    if (!is_object_name(e->name))
+        return;
+    bad[1]++;
+    fd = open(e->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (meta_read(fd, &m) == 0 && m.complete) {
+        while ((n = pread(fd, buf, sizeof(buf), pos)) > 0) {
+            crc = crc32(crc, (const Bytef *)buf, (uInt)n);
+            pos += n;
+        }
+        if (pos == OFFLOAD_META_SIZE + m.length &&
+            (crc & 0xffffffffUL) == (m.crc32 & 0xffffffffUL)) {
+            close(fd);
+            return;
+        }
+    }
+    close(fd);
+    printf("corrupt, removed: %s (%s)\n", m.key[0] ? m.key : e->name, e->path);
+    unlink(e->path);
+    bad[0]++;
+}
+
+/* --cache-purge-all: remove every complete object. */
+static void purge_entry(struct cache_entry *e, void *ctx)
+{
+    long long *n = ctx;
+
+    if (is_object_name(e->name) && unlink(e->path) == 0)
+        (*n)++;
+}
+
+/*
+ * Run a cache tool (--cache-list, --cache-verify, --cache-purge PATH,
+ * --cache-purge-all) on the configured cache. They only list or unlink,
+ * so they are safe while the daemon serves: a reader keeps its open
+ * copy. Returns the exit status.
+ */
+static int cache_tool(const char *tool, const char *arg)
+{
+    if (strcmp(tool, "--cache-list") == 0) {
+        int count = 0;
+        if (cache_walk(list_entry, &count) != 0)
+            goto unreadable;
+        return 0;
+    }
+    if (strcmp(tool, "--cache-verify") == 0) {
+        long long bad[2] = {0, 0};
+        if (cache_walk(verify_entry, bad) != 0)
+            goto unreadable;
+        printf("%lld objects verified, %lld corrupt (removed)\n", bad[1],
+               bad[0]);
+        return bad[0] ? 1 : 0;
+    }
+    if (strcmp(tool, "--cache-purge-all") == 0) {
+        long long n = 0;
+        if (cache_walk(purge_entry, &n) != 0)
+            goto unreadable;
+        printf("%lld objects removed\n", n);
+        return 0;
+    } else {
+        static struct object obj;
+        char path[OFFLOAD_MAX_PATH + 1], full[2 * OFFLOAD_MAX_PATH + 2];
+
+        if (g_cfg.base_url[0] == '\0') {
+            fprintf(stderr, "%s: --cache-purge needs BaseURL (--base): the "
+                    "cache key is the base's host and the path\n", g_progname);
+            return 1;
+        }
+        if (path_sanitize(arg, path, sizeof(path)) == NULL) {
+            fprintf(stderr, "%s: --cache-purge %s: not a URL path\n",
+                    g_progname, arg);
+            return 1;
+        }
+        snprintf(full, sizeof(full), "%s%s", g_cfg.base_prefix, path);
+        if (cache_object_init(&obj, full) != 0 || unlink(obj.path) != 0) {
+            printf("not cached: %s\n", arg);
+            return 1;
+        }
+        printf("removed: %s\n", obj.key);
+        return 0;
+    }
+unreadable:
+    fprintf(stderr, "%s: cannot read the cache %s: %s\n", g_progname,
+            g_cfg.cache_dir, strerror(errno));
+    return 1;
 }
 
 /* ======================================================================
@@ -2297,6 +2907,9 @@ static int serve_object(int cfd, struct request *rq, struct object *obj)
     int nr = 0, i;
 
     object_headers(m, ent, sizeof(ent));
+    if (obj->stale)
+        strncat(ent, "Warning: 110 - \"Response is Stale\"\r\n",
+                sizeof(ent) - strlen(ent) - 1);
     if (request_not_modified(rq, m))
         return send_head(cfd, rq, 304, ent);
     if (rq->range != NULL &&
@@ -2465,10 +3078,13 @@ static int fetch_object(struct object *obj, int fd, struct object_meta *want,
         }
         crc = crc32(crc, (const Bytef *)buf, (uInt)n);
         offset += (long long)n;
+        METRIC_ADD(bytes_from_base, n);
         n = 0;
     }
     want->crc32 = crc;
     rc = cache_publish(obj, fd, want);
+    if (rc == 0)
+        cache_evict();
 out:
     if (why != NULL) {
         log_msg("error", "fetch of %s failed at byte %lld: %s", obj->key,
@@ -2546,6 +3162,7 @@ static int serve_bypass(int cfd, struct request *rq, const char *path,
             goto out;
         left -= (long long)n;
         rq->body_sent += (long long)n;
+        METRIC_ADD(bytes_from_base, n);
     }
     while (left > 0) {
         ssize_t got = read(bfd, buf, (long long)sizeof(buf) < left
@@ -2556,6 +3173,7 @@ static int serve_bypass(int cfd, struct request *rq, const char *path,
             goto out;
         left -= got;
         rq->body_sent += got;
+        METRIC_ADD(bytes_from_base, got);
     }
     rc = 0;
 out:
@@ -2632,6 +3250,9 @@ static int object_acquire(int cfd, struct request *rq, struct object *obj,
 {
     int tries;
 
+    if (g_cfg.cache_max_size > 0 &&
+        OFFLOAD_META_SIZE + want->length > g_cfg.cache_max_size)
+        return 1;   /* it would not fit: stream it, cache nothing */
     for (tries = 0; tries < 20; tries++) {
         struct stat st;
         int lock_fd;
@@ -2675,18 +3296,6 @@ static int object_acquire(int cfd, struct request *rq, struct object *obj,
  * clears a child's slot when it reaps it, however the child died, so a
  * killed child never leaves a slot taken.
  * ====================================================================== */
-
-/* One GET in progress: who and what (hashes; 0 = free). */
-struct dupe_slot {
-    uint64_t client;
-    uint64_t url;
-};
-
-struct shared {
-    pthread_mutex_t lock;           /* robust: a dead holder is noticed */
-    uint64_t cache_errors[OFFLOAD_CACHE_ERROR_SLOTS];
-    struct dupe_slot slots[];       /* MaxClients of them */
-};
 
 
 /* Map the shared memory for g_cfg.max_clients children. Returns 0 or -1. */
@@ -2750,8 +3359,14 @@ static int dupe_acquire(const char *client, const char *url)
     uint64_t u = hash64(url, strlen(url)) | 1;
     long long deadline = now_ms() + OFFLOAD_DUPE_GRACE_MS;
 
-    if (g_shared == NULL || g_slot < 0 || g_cfg.max_dupe == 0)
+    if (g_shared == NULL || g_slot < 0)
         return 0;
+    if (g_cfg.max_dupe == 0) {
+        /* no cap, but the slot still counts the download for metrics */
+        g_shared->slots[g_slot].client = c;
+        g_shared->slots[g_slot].url = u;
+        return 0;
+    }
     while (dupe_try(c, u) != 0) {
         if (now_ms() >= deadline)
             return -1;
@@ -2844,6 +3459,162 @@ static const char *target_for_base(const char *target)
 }
 
 /*
+ * Check what a request asks for: the method, the target (an absolute
+ * form must name the base), no query, a safe path. Writes the sanitized
+ * path into path. Returns 0 to go on, or 1 when the request has been
+ * answered (*rc then holds send_error()'s result).
+ */
+static int request_check(int cfd, struct request *rq, char *path, int *rc)
+{
+    const char *target = rq->target;
+    const char *text = NULL;
+    int status = 0;
+
+    if (strcmp(rq->method, "GET") != 0 && !rq->is_head) {
+        *rc = send_error(cfd, rq, 405, "Allow: GET, HEAD\r\n",
+                         "Only GET and HEAD are served here.");
+        return 1;
+    }
+    if (strncasecmp(target, "http://", 7) == 0) {
+        target = target_for_base(target);
+        if (target == NULL) {
+            status = 403;
+            text = "This offload host serves only its base server's files; "
+                   "it is not a proxy.";
+        }
+    } else if (target[0] != '/') {
+        status = 400;
+        text = "Malformed request target.";
+    }
+    if (status == 0 && strchr(target, '?') != NULL) {
+        status = 403;
+        text = "This offload host serves static files only; requests with a "
+               "query string go to the base server.";
+    } else if (status == 0 && strlen(target) > OFFLOAD_MAX_PATH) {
+        status = 414;
+        text = "The path is too long.";
+    } else if (status == 0 &&
+               path_sanitize(target, path, OFFLOAD_MAX_PATH + 1) == NULL) {
+        status = 400;
+        text = "Malformed or unsafe path.";
+    }
+    if (status == 0)
+        return 0;
+    *rc = send_error(cfd, rq, status, NULL, text);
+    return 1;
+}
+
+/* Is addr allowed to see StatusPath? */
+static int status_allowed(const char *addr)
+{
+    int i;
+
+    for (i = 0; i < g_cfg.nstatus_allow; i++) {
+        if (cidr_contains(&g_cfg.status_allow[i], addr))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * StatusPath: the health answer for the base's checks (a 200 at all
+ * means the daemon accepts and serves), with the shared counters in the
+ * Prometheus text exposition format (version 0.0.4).
+ */
+static int serve_status(int cfd, struct request *rq)
+{
+    static char body[16384];
+    const struct metrics *m = &g_shared->m;
+    char hdr[256];
+    size_t n = 0, i;
+    int active = 0;
+
+#define EMIT(...)                                                           \
+    do {                                                                    \
+        if (n < sizeof(body))                                               \
+            n += (size_t)snprintf(body + n, sizeof(body) - n, __VA_ARGS__); \
+    } while (0)
+#define LOAD(x) ((unsigned long long)__atomic_load_n(&(x), __ATOMIC_RELAXED))
+
+    for (i = 0; i < (size_t)g_cfg.max_clients; i++)
+        active += __atomic_load_n(&g_shared->slots[i].url, __ATOMIC_RELAXED) != 0;
+    EMIT("# HELP offload_up Whether the offload daemon is serving.\n"
+         "# TYPE offload_up gauge\noffload_up 1\n");
+    EMIT("# HELP offload_requests_total Requests by method.\n"
+         "# TYPE offload_requests_total counter\n");
+    EMIT("offload_requests_total{method=\"GET\"} %llu\n", LOAD(m->requests[0]));
+    EMIT("offload_requests_total{method=\"HEAD\"} %llu\n", LOAD(m->requests[1]));
+    EMIT("offload_requests_total{method=\"other\"} %llu\n", LOAD(m->requests[2]));
+    EMIT("# HELP offload_responses_total Responses by status code.\n"
+         "# TYPE offload_responses_total counter\n");
+    for (i = 0; i < N_METRIC_CODES; i++)
+        EMIT("offload_responses_total{code=\"%d\"} %llu\n", g_metric_codes[i],
+             LOAD(m->responses[i]));
+    EMIT("offload_responses_total{code=\"other\"} %llu\n",
+         LOAD(m->responses[N_METRIC_CODES]));
+    EMIT("# HELP offload_cache_results_total Requests by cache result.\n"
+         "# TYPE offload_cache_results_total counter\n");
+    for (i = 0; i < N_CACHE_RESULTS - 1; i++)
+        EMIT("offload_cache_results_total{result=\"%s\"} %llu\n",
+             g_cache_results[i], LOAD(m->cache_results[i]));
+    EMIT("# HELP offload_base_bytes_total Body bytes received from the base.\n"
+         "# TYPE offload_base_bytes_total counter\n"
+         "offload_base_bytes_total %llu\n", LOAD(m->bytes_from_base));
+    EMIT("# HELP offload_client_bytes_total Body bytes sent to clients.\n"
+         "# TYPE offload_client_bytes_total counter\n"
+         "offload_client_bytes_total %llu\n", LOAD(m->bytes_to_clients));
+    EMIT("# HELP offload_refused_total Connections or requests refused.\n"
+         "# TYPE offload_refused_total counter\n"
+         "offload_refused_total{reason=\"dupe\"} %llu\n"
+         "offload_refused_total{reason=\"max_clients\"} %llu\n",
+         LOAD(m->refused_dupe), LOAD(m->refused_busy));
+    EMIT("# HELP offload_evictions_total Objects evicted for CacheMaxSize.\n"
+         "# TYPE offload_evictions_total counter\n"
+         "offload_evictions_total %llu\n", LOAD(m->evictions));
+    EMIT("# HELP offload_active_downloads GET requests being answered.\n"
+         "# TYPE offload_active_downloads gauge\n"
+         "offload_active_downloads %d\n", active);
+    EMIT("# HELP offload_cache_bytes Size of the complete cached objects.\n"
+         "# TYPE offload_cache_bytes gauge\n"
+         "offload_cache_bytes %lld\n",
+         (long long)__atomic_load_n(&m->cache_bytes, __ATOMIC_RELAXED));
+    EMIT("# HELP offload_cache_objects Number of complete cached objects.\n"
+         "# TYPE offload_cache_objects gauge\n"
+         "offload_cache_objects %lld\n",
+         (long long)__atomic_load_n(&m->cache_objects, __ATOMIC_RELAXED));
+    EMIT("# HELP offload_cache_max_bytes CacheMaxSize (0: no cap).\n"
+         "# TYPE offload_cache_max_bytes gauge\n"
+         "offload_cache_max_bytes %lld\n", g_cfg.cache_max_size);
+#undef EMIT
+#undef LOAD
+    if (n >= sizeof(body))
+        n = sizeof(body) - 1;
+    snprintf(hdr, sizeof(hdr),
+             "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+             "Cache-Control: no-store\r\nContent-Length: %zu\r\n", n);
+    if (send_head(cfd, rq, 200, hdr) != 0)
+        return -1;
+    if (rq->is_head)
+        return 0;
+    rq->body_sent = (long long)n;
+    return write_all(cfd, body, n);
+}
+
+/* Open obj's complete copy if the base confirmed it less than
+ * ValidateInterval seconds ago (its modification time). Returns 0. */
+static int cache_open_recent(struct object *obj)
+{
+    struct stat st;
+
+    if (cache_open_stored(obj, &st) != 0)
+        return -1;
+    if (time(NULL) - st.st_mtime < g_cfg.validate_interval)
+        return 0;
+    cache_object_close(obj);
+    return -1;
+}
+
+/*
  * Answer one parsed request. Returns 0 when the connection may go on,
  * -1 when it must be closed.
  */
@@ -2852,33 +3623,20 @@ static int handle_request(int cfd, struct request *rq, const char *client_addr)
     static struct base_response br;
     static struct object obj;
     struct object_meta want;
-    const char *target = rq->target;
     char path[OFFLOAD_MAX_PATH + 1], full[2 * OFFLOAD_MAX_PATH + 2];
-    int rc;
+    struct stat st;
+    int rc, head_failed;
 
     proctitle_set("offload: %s %.200s from %s", rq->method, rq->target,
                   client_addr);
-    if (strcmp(rq->method, "GET") != 0 && !rq->is_head)
-        return send_error(cfd, rq, 405, "Allow: GET, HEAD\r\n",
-                          "Only GET and HEAD are served here.");
-    if (strncasecmp(target, "http://", 7) == 0) {
-        target = target_for_base(target);
-        if (target == NULL)
-            return send_error(cfd, rq, 403, NULL,
-                              "This offload host serves only its base "
-                              "server's files; it is not a proxy.");
-    } else if (target[0] != '/') {
-        return send_error(cfd, rq, 400, NULL, "Malformed request target.");
+    if (request_check(cfd, rq, path, &rc))
+        return rc;
+    if (g_cfg.status_path[0] && strcmp(path, g_cfg.status_path) == 0 &&
+        g_shared != NULL) {
+        if (!status_allowed(client_addr))
+            return send_error(cfd, rq, 403, NULL, "Not for your address.");
+        return serve_status(cfd, rq);
     }
-    if (strchr(target, '?') != NULL)
-        return send_error(cfd, rq, 403, NULL,
-                          "This offload host serves static files only; "
-                          "requests with a query string go to the base "
-                          "server.");
-    if (strlen(target) > OFFLOAD_MAX_PATH)
-        return send_error(cfd, rq, 414, NULL, "The path is too long.");
-    if (path_sanitize(target, path, sizeof(path)) == NULL)
-        return send_error(cfd, rq, 400, NULL, "Malformed or unsafe path.");
     if (g_cfg.robots_txt && strcmp(path, "/robots.txt") == 0)
         return send_error(cfd, rq, 200, NULL, robots_txt);
     snprintf(full, sizeof(full), "%s%s", g_cfg.base_prefix, path);
@@ -2890,19 +3648,40 @@ static int handle_request(int cfd, struct request *rq, const char *client_addr)
             snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
                      OFFLOAD_RETRY_AFTER);
         rq->cache_status = CS_DENIED;
+        METRIC_ADD(refused_dupe, 1);
         return send_error(cfd, rq, g_cfg.dupe_status, retry,
                           "Too many simultaneous downloads of this file from "
                           "your address. Please turn off the download "
                           "accelerator (segmented or multi-connection "
                           "download) and use a single connection.");
     }
+    if (g_cfg.validate_interval > 0 && !g_cfg.docroot[0] &&
+        cache_open_recent(&obj) == 0) {
+        /* confirmed by the base moments ago: no HEAD this time */
+        rq->cache_status = CS_HIT;
+        cache_touch(&obj, 0);
+        goto serve;
+    }
 
-    if (base_head(full, client_addr, &br) != 0) {
-        int timed_out = errno == EAGAIN || errno == ETIMEDOUT;
-        log_msg("error", "HEAD %s at the base: %s", full, strerror(errno));
+    head_failed = base_head(full, client_addr, &br) != 0;
+    if (head_failed || br.status >= 500) {
+        int timed_out = head_failed && (errno == EAGAIN || errno == ETIMEDOUT);
+        if (head_failed)
+            log_msg("error", "HEAD %s at the base: %s", full, strerror(errno));
+        if (g_cfg.serve_stale && !g_cfg.docroot[0] &&
+            cache_open_stored(&obj, &st) == 0) {
+            obj.stale = 1;
+            rq->cache_status = CS_STALE;
+            goto serve;
+        }
+        if (!head_failed && br.status <= 504)
+            return send_error(cfd, rq, br.status, NULL,
+                              "The base server has a problem.");
         return send_error(cfd, rq, timed_out ? 504 : 502, NULL,
                           timed_out ? "The base server did not answer in time."
-                                    : "The base server cannot be reached.");
+                          : head_failed ? "The base server cannot be reached."
+                                        : "The base server answered "
+                                          "unexpectedly.");
     }
     if (br.status == 401 || br.www_authenticate) {
         rq->cache_status = CS_DENIED;
@@ -2919,7 +3698,7 @@ static int handle_request(int cfd, struct request *rq, const char *client_addr)
         if (br.status >= 300 && br.status < 400 && br.location[0])
             snprintf(loc, sizeof(loc), "Location: %s\r\n", br.location);
         snprintf(text, sizeof(text), "The base server answered %d.", br.status);
-        if (br.status < 300 || br.status > 599 || br.status == 304)
+        if (br.status < 300 || br.status == 304)
             return send_error(cfd, rq, 502, NULL,
                               "The base server answered unexpectedly.");
         return send_error(cfd, rq, br.status, loc[0] ? loc : NULL, text);
@@ -2945,10 +3724,34 @@ static int handle_request(int cfd, struct request *rq, const char *client_addr)
         rq->cache_status = CS_HIT;
     } else if (object_acquire(cfd, rq, &obj, &want, full, client_addr) != 0) {
         return serve_bypass(cfd, rq, full, client_addr);
+    } else if (!obj.growing) {
+        cache_touch(&obj, 1);
     }
+serve:
     rc = serve_object(cfd, rq, &obj);
     cache_object_close(&obj);
     return rc;
+}
+
+/* Add a finished request to the shared counters. */
+static void metrics_count(const struct request *rq)
+{
+    size_t i;
+
+    if (g_shared == NULL)
+        return;
+    METRIC_ADD(requests[rq->method == NULL                ? 2
+                        : strcmp(rq->method, "GET") == 0 ? 0
+                        : rq->is_head                    ? 1
+                                                         : 2], 1);
+    for (i = 0; i < N_METRIC_CODES && g_metric_codes[i] != rq->status; i++) {
+    }
+    METRIC_ADD(responses[i], 1);
+    for (i = 0; i < N_CACHE_RESULTS - 1 &&
+                strcmp(g_cache_results[i], rq->cache_status) != 0; i++) {
+    }
+    METRIC_ADD(cache_results[i], 1);
+    METRIC_ADD(bytes_to_clients, (uint64_t)rq->body_sent);
 }
 
 /* Append s to out as a log field: '"', '\\' and controls as \xHH. */
@@ -3147,6 +3950,7 @@ static void serve_connection(int cfd, const char *client_addr)
             if (rq.request_line[0] == '\0')
                 copy_string(rq.request_line, sizeof(rq.request_line), "-");
             send_error(cfd, &rq, rc, NULL, t);
+            metrics_count(&rq);
             access_log(&rq, client_addr);
             break;
         }
@@ -3155,6 +3959,7 @@ static void serve_connection(int cfd, const char *client_addr)
         request_client(&rq, client_addr);
         rc = handle_request(cfd, &rq, rq.client);
         dupe_release(g_slot);
+        metrics_count(&rq);
         access_log(&rq, rq.client);
         while (waitpid(-1, NULL, WNOHANG) > 0) {
             /* fetchers that finished while we served */
@@ -3332,6 +4137,7 @@ static void refuse_busy(int cfd)
                      "Connection: close\r\n\r\n%s",
                      OFFLOAD_RETRY_AFTER, sizeof(text) - 1, text);
 
+    METRIC_ADD(refused_busy, 1);
     if (send(cfd, answer, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
         close(cfd);
         return;
@@ -3538,7 +4344,7 @@ static void usage(FILE *out)
  */
 static int settings_load(struct settings *c, char *err, size_t errsz)
 {
-    int i, cleared_listen = 0, cleared_trusted = 0;
+    int i, cleared_listen = 0, cleared_trusted = 0, cleared_status = 0;
 
     settings_defaults(c);
     if (g_config_file != NULL &&
@@ -3557,6 +4363,8 @@ static int settings_load(struct settings *c, char *err, size_t errsz)
             c->nlisten = 0;
         if (def->set == set_trusted_proxy && !cleared_trusted++)
             c->ntrusted = 0;
+        if (def->set == set_status_allow && !cleared_status++)
+            c->nstatus_allow = 0;
         if (def->set(c, g_argv[i + 1], &why) != 0) {
             snprintf(err, errsz, "%s %s: %s", def->flag, g_argv[i + 1], why);
             return -1;
@@ -3586,6 +4394,15 @@ static int options_parse(int argc, char **argv)
             check_only = 1;
         } else if (strcmp(a, "--cgi") == 0) {
             g_cgi = 1;
+        } else if (strcmp(a, "--cache-list") == 0 ||
+                   strcmp(a, "--cache-verify") == 0 ||
+                   strcmp(a, "--cache-purge-all") == 0) {
+            g_tool = a;
+        } else if (strcmp(a, "--cache-purge") == 0) {
+            if (i + 1 >= argc || argv[i + 1][0] == '\0')
+                die("--cache-purge needs a URL path");
+            g_tool = a;
+            g_tool_arg = argv[++i];
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             exit(0);
@@ -3814,7 +4631,7 @@ int main(int argc, char **argv)
 
     g_progname = "offload_daemon";
     check_only = options_parse(argc, argv);
-    g_starting = !check_only;
+    g_starting = !check_only && g_tool == NULL;
     /* keep our own copy of argv for SIGHUP: its memory becomes the title */
     g_argv = calloc((size_t)argc + 1, sizeof(*g_argv));
     if (g_argv == NULL)
@@ -3831,6 +4648,8 @@ int main(int argc, char **argv)
                                                        : "command line");
         return 0;
     }
+    if (g_tool != NULL)
+        return cache_tool(g_tool, g_tool_arg);
     if (gethostname(g_via_host, sizeof(g_via_host) - 1) != 0)
         copy_string(g_via_host, sizeof(g_via_host), "offload");
     signal(SIGPIPE, SIG_IGN);
@@ -3850,6 +4669,12 @@ int main(int argc, char **argv)
     if (!g_foreground)
         lifeline = daemonize();
     pid_file_write(pid_fd);
+    if (!g_cfg.docroot[0] && fork() == 0) {
+        proctitle_set("offload: scanning the cache");
+        cache_scan();
+        cache_evict();
+        _exit(0);
+    }
     /* fetchers outlive the connection children that start them; as
      * their subreaper the parent reaps them */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
