@@ -29,6 +29,20 @@
  *     LogFormat "%h %l %u %t \"%r\" %>s %b \
  *                %{offload-host}n %{offload-declined}n" offload
  *
+ * Health checks of the hosts (server config only), offloading only under
+ * load, mirror Link headers for what is served here, and a status page:
+ *
+ *     OffloadHealthCheck On
+ *     OffloadHealthCheckInterval 10
+ *     <Directory /srv/www/downloads>
+ *         OffloadBusyThreshold 20
+ *         OffloadLinkHeaders On
+ *     </Directory>
+ *     <Location /offload-status>
+ *         SetHandler offload-status
+ *         Require ip 127.0.0.1
+ *     </Location>
+ *
  * See docs/mod_offload.md for the reference of every directive.
  *
  * Copyright (c) 2026 the mod_offload authors. zlib license: see LICENSE.txt.
@@ -43,16 +57,20 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "ap_mpm.h"
+#include "mod_watchdog.h"
+#include "scoreboard.h"
 
 #include "apr_atomic.h"
 #include "apr_fnmatch.h"
 #include "apr_lib.h"
 #include "apr_md5.h"
 #include "apr_network_io.h"
+#include "apr_shm.h"
 #include "apr_strings.h"
 #include "apr_uri.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -82,7 +100,9 @@ typedef struct {
     apr_port_t port;       /* always set: the scheme's default if omitted */
     const char *authority; /* host[:port] as written in a URL */
     apr_sockaddr_t *addrs; /* resolved addresses; NULL if none */
-    int index;             /* position in offload_targets; -1 if private */
+    int index;             /* position in offload_targets and in the
+                              shared slots; -1 if private */
+    const char *weights;   /* the weights it was declared with, "1,2" */
 } offload_target;
 
 /* One OffloadHost declaration: a target, an optional path prefix, a weight. */
@@ -108,6 +128,8 @@ typedef struct {
     int debug;                          /* 0, 1 or UNSET */
     int redirect_status;                /* 302, 303, 307 or UNSET */
     int select;                         /* OFFLOAD_SELECT_* or UNSET */
+    int busy_threshold;                 /* workers, or UNSET */
+    int link_headers;                   /* 0, 1 or UNSET */
     apr_off_t min_size;                 /* bytes, or UNSET */
     apr_array_header_t *hosts;          /* offload_host * */
     apr_array_header_t *exclude_types;  /* const char * */
@@ -124,6 +146,21 @@ static apr_sockaddr_t *offload_stranger; /* in pconf; NULL if unusable */
 /* Turn of the round-robin selection, per process. */
 static apr_uint32_t offload_rr_counter;
 
+/* The server-wide health-check settings; reset in pre_config. */
+static struct {
+    int enabled;     /* OffloadHealthCheck: 0 or 1 */
+    int interval;    /* OffloadHealthCheckInterval, seconds; 0 if unset */
+    const char *uri; /* OffloadHealthCheckURI; NULL if unset */
+} offload_hc;
+
+/* Host states and counters every process sees (see "shared state"). */
+typedef struct offload_shared offload_shared;
+static offload_shared *offload_shm; /* NULL until post_config, or if none */
+
+/* Scoreboard dimensions for counting busy workers, set in child_init. */
+static int offload_sb_daemons; /* process slots: ServerLimit */
+static int offload_sb_threads; /* worker slots used per process */
+
 /* ---- create and merge -------------------------------------------------- */
 
 /*
@@ -139,6 +176,8 @@ static void *offload_create_dir_conf(apr_pool_t *p, char *dir)
     conf->debug = OFFLOAD_UNSET;
     conf->redirect_status = OFFLOAD_UNSET;
     conf->select = OFFLOAD_UNSET;
+    conf->busy_threshold = OFFLOAD_UNSET;
+    conf->link_headers = OFFLOAD_UNSET;
     conf->min_size = OFFLOAD_UNSET;
     return conf;
 }
@@ -178,6 +217,12 @@ static void *offload_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
                                 ? add->redirect_status
                                 : base->redirect_status;
     conf->select = add->select != OFFLOAD_UNSET ? add->select : base->select;
+    conf->busy_threshold = add->busy_threshold != OFFLOAD_UNSET
+                               ? add->busy_threshold
+                               : base->busy_threshold;
+    conf->link_headers = add->link_headers != OFFLOAD_UNSET
+                             ? add->link_headers
+                             : base->link_headers;
     conf->min_size =
         add->min_size != OFFLOAD_UNSET ? add->min_size : base->min_size;
     conf->hosts = offload_merge_list(p, base->hosts, add->hosts);
@@ -203,6 +248,27 @@ static int offload_redirect_status(const offload_dir_conf *conf)
     return conf->redirect_status != OFFLOAD_UNSET
                ? conf->redirect_status
                : OFFLOAD_DEFAULT_REDIRECT_STATUS;
+}
+
+/* Returns OffloadBusyThreshold, the compiled-in default if unset. */
+static int offload_busy_threshold(const offload_dir_conf *conf)
+{
+    return conf->busy_threshold != OFFLOAD_UNSET
+               ? conf->busy_threshold
+               : OFFLOAD_DEFAULT_BUSY_THRESHOLD;
+}
+
+/* Returns OffloadHealthCheckInterval in seconds, the default if unset. */
+static int offload_hc_interval(void)
+{
+    return offload_hc.interval > 0 ? offload_hc.interval
+                                   : OFFLOAD_DEFAULT_HC_INTERVAL;
+}
+
+/* Returns OffloadHealthCheckURI, the default if unset. */
+static const char *offload_hc_uri(void)
+{
+    return offload_hc.uri != NULL ? offload_hc.uri : OFFLOAD_DEFAULT_HC_URI;
 }
 
 /* ---- directive handlers ------------------------------------------------ */
@@ -292,6 +358,24 @@ static offload_target *offload_get_target(cmd_parms *cmd, const char *scheme,
         APR_ARRAY_PUSH(offload_targets, offload_target *) = t;
     }
     return t;
+}
+
+/*
+ * Returns 1 if word is one of the comma-separated words of list, else 0.
+ */
+static int offload_word_listed(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    const char *p = list;
+
+    while (p != NULL) {
+        if (!strncmp(p, word, n) && (p[n] == ',' || p[n] == '\0')) {
+            return 1;
+        }
+        p = ap_strchr_c(p, ',');
+        p = p != NULL ? p + 1 : NULL;
+    }
+    return 0;
 }
 
 /*
@@ -411,6 +495,16 @@ static const char *offload_cmd_host(cmd_parms *cmd, void *dconf,
     h->base = apr_pstrcat(cmd->pool, scheme, "://", h->target->authority,
                           prefix, NULL);
     h->weight = w;
+    if (h->target->index >= 0) {
+        const char *wt = apr_itoa(cmd->pool, w);
+
+        if (h->target->weights == NULL) {
+            h->target->weights = wt;
+        } else if (!offload_word_listed(h->target->weights, wt)) {
+            h->target->weights =
+                apr_pstrcat(cmd->pool, h->target->weights, ",", wt, NULL);
+        }
+    }
     APR_ARRAY_PUSH(offload_list(cmd->pool, &conf->hosts), offload_host *) = h;
     return NULL;
 }
@@ -554,6 +648,102 @@ static const char *offload_cmd_exclude_address(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+/*
+ * OffloadBusyThreshold N: offload only while at least N other workers are
+ * busy. Returns NULL, or an error sentence.
+ */
+static const char *offload_cmd_busy_threshold(cmd_parms *cmd, void *dconf,
+                                              const char *arg)
+{
+    offload_dir_conf *conf = dconf;
+    char *end;
+    long n = strtol(arg, &end, 10);
+
+    if (!apr_isdigit(*arg) || *end != '\0' || n < 0 ||
+        n > OFFLOAD_MAX_BUSY_THRESHOLD) {
+        return apr_psprintf(cmd->pool,
+                            "OffloadBusyThreshold: '%s' is not allowed (use "
+                            "a whole number of workers from 0 to %d)",
+                            arg, OFFLOAD_MAX_BUSY_THRESHOLD);
+    }
+    conf->busy_threshold = (int)n;
+    return NULL;
+}
+
+/*
+ * OffloadHealthCheck On|Off, in the server config only (the hosts and
+ * their state are shared by every virtual host). Returns NULL, or an
+ * error sentence.
+ */
+static const char *offload_cmd_hc(cmd_parms *cmd, void *dconf, int flag)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dconf;
+    if (err != NULL) {
+        return err;
+    }
+    offload_hc.enabled = flag;
+    return NULL;
+}
+
+/*
+ * OffloadHealthCheckInterval SECONDS, in the server config only. Returns
+ * NULL, or an error sentence.
+ */
+static const char *offload_cmd_hc_interval(cmd_parms *cmd, void *dconf,
+                                           const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    char *end;
+    long n;
+
+    (void)dconf;
+    if (err != NULL) {
+        return err;
+    }
+    n = strtol(arg, &end, 10);
+    if (!apr_isdigit(*arg) || *end != '\0' || n < 1 ||
+        n > OFFLOAD_HC_MAX_INTERVAL) {
+        return apr_psprintf(cmd->pool,
+                            "OffloadHealthCheckInterval: '%s' is not allowed "
+                            "(use a whole number of seconds from 1 to %d)",
+                            arg, OFFLOAD_HC_MAX_INTERVAL);
+    }
+    offload_hc.interval = (int)n;
+    return NULL;
+}
+
+/*
+ * OffloadHealthCheckURI PATH, in the server config only: an absolute path
+ * of printable characters without spaces. Returns NULL, or an error
+ * sentence.
+ */
+static const char *offload_cmd_hc_uri(cmd_parms *cmd, void *dconf,
+                                      const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *c;
+
+    (void)dconf;
+    if (err != NULL) {
+        return err;
+    }
+    for (c = arg; *c != '\0'; c++) {
+        if (!apr_isgraph(*c)) {
+            break;
+        }
+    }
+    if (arg[0] != '/' || *c != '\0' || c - arg > 1024) {
+        return apr_psprintf(cmd->pool,
+                            "OffloadHealthCheckURI: '%s' is not allowed (use "
+                            "an absolute path such as /offload-status)",
+                            arg);
+    }
+    offload_hc.uri = apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
 /* ---- host selection ---------------------------------------------------- */
 
 /*
@@ -671,6 +861,338 @@ static int offload_rank_hosts(request_rec *r, const offload_dir_conf *conf,
                                    apr_palloc(r->pool, n * sizeof(double)),
                                    order);
     }
+}
+
+/* ---- shared state ------------------------------------------------------ */
+
+/*
+ * One anonymous shared memory segment, created by the parent in
+ * post_config and inherited by every child: a header with the decline
+ * counters, then one slot per registered target (offload_targets order).
+ * Counters are bumped with apr_atomic; the health fields are written only
+ * by the health-check thread (one per server, mod_watchdog's singleton)
+ * and read with apr_atomic. On a restart the parent makes a new segment,
+ * copies the state and counters of the hosts that are still configured
+ * (matched by key) and drops the old one; old children keep their mapping
+ * until they exit.
+ */
+
+#define OFFLOAD_SHM_MAGIC 0x6f666c31 /* "ofl1", with the layout below */
+#define OFFLOAD_MAX_RULES 32         /* room for offload_rules[] */
+#define OFFLOAD_RULE_NAME 24         /* longest rule name, with its NUL */
+#define OFFLOAD_KEY_SIZE 320         /* "scheme://authority", with NUL */
+
+#define OFFLOAD_STATE_UNKNOWN 0 /* not checked yet: used */
+#define OFFLOAD_STATE_UP 1      /* passed its last check: used */
+#define OFFLOAD_STATE_DOWN 2    /* failed its last check: skipped */
+
+typedef struct {
+    char key[OFFLOAD_KEY_SIZE];        /* scheme://authority */
+    volatile apr_uint32_t state;       /* OFFLOAD_STATE_* */
+    volatile apr_uint32_t last_status; /* HTTP status of the last check */
+    volatile apr_uint32_t last_error;  /* apr_status_t; 0 if none */
+    apr_uint32_t unused;
+    volatile apr_uint64_t last_check;  /* apr_time_t; 0 if never */
+    volatile apr_uint64_t last_change; /* apr_time_t of the last change */
+    volatile apr_uint64_t checks;      /* health checks run */
+    volatile apr_uint64_t failures;    /* health checks failed */
+    volatile apr_uint64_t redirects;   /* requests sent to this host */
+} offload_slot;
+
+struct offload_shared {
+    apr_uint32_t magic;        /* OFFLOAD_SHM_MAGIC */
+    apr_uint32_t slot_size;    /* sizeof(offload_slot) */
+    apr_uint32_t nrules;       /* rule names and counters in use */
+    apr_uint32_t nslots;       /* slots, = offload_targets->nelts */
+    apr_uint64_t since;        /* apr_time_t: counting started */
+    volatile apr_uint64_t redirects_private; /* to .htaccess-only hosts */
+    volatile apr_uint64_t declines[OFFLOAD_MAX_RULES]; /* by rule */
+    char rule[OFFLOAD_MAX_RULES][OFFLOAD_RULE_NAME];    /* rule names */
+    offload_slot slot[];
+};
+
+/* Returns target t's shared slot, or NULL (private target, no segment). */
+static offload_slot *offload_slot_of(const offload_target *t)
+{
+    if (offload_shm == NULL || t->index < 0 ||
+        (apr_uint32_t)t->index >= offload_shm->nslots) {
+        return NULL;
+    }
+    return &offload_shm->slot[t->index];
+}
+
+/*
+ * Returns 1 if target t may be sent clients: health checks are off, it
+ * has none (an .htaccess-only host), or it has not failed its last one.
+ * Costs one shared-memory read.
+ */
+static int offload_usable(const offload_target *t)
+{
+    offload_slot *slot;
+
+    if (!offload_hc.enabled || (slot = offload_slot_of(t)) == NULL) {
+        return 1;
+    }
+    return apr_atomic_read32(&slot->state) != OFFLOAD_STATE_DOWN;
+}
+
+/* Counts one redirect to target t. */
+static void offload_count_redirect(const offload_target *t)
+{
+    offload_slot *slot = offload_slot_of(t);
+
+    if (slot != NULL) {
+        apr_atomic_inc64(&slot->redirects);
+    } else if (offload_shm != NULL) {
+        apr_atomic_inc64(&offload_shm->redirects_private);
+    }
+}
+
+/*
+ * Copies slot's health fields and counters into *copy with atomic reads,
+ * for display (the key is not copied).
+ */
+static void offload_slot_read(offload_slot *slot, offload_slot *copy)
+{
+    copy->state = apr_atomic_read32(&slot->state);
+    copy->last_status = apr_atomic_read32(&slot->last_status);
+    copy->last_error = apr_atomic_read32(&slot->last_error);
+    copy->last_check = apr_atomic_read64(&slot->last_check);
+    copy->last_change = apr_atomic_read64(&slot->last_change);
+    copy->checks = apr_atomic_read64(&slot->checks);
+    copy->failures = apr_atomic_read64(&slot->failures);
+    copy->redirects = apr_atomic_read64(&slot->redirects);
+}
+
+/* Returns the name of an OFFLOAD_STATE_* value. */
+static const char *offload_state_name(apr_uint32_t state)
+{
+    switch (state) {
+    case OFFLOAD_STATE_UP:
+        return "up";
+    case OFFLOAD_STATE_DOWN:
+        return "down";
+    default:
+        return "unknown";
+    }
+}
+
+/* ---- busy workers ------------------------------------------------------ */
+
+/*
+ * Returns the number of workers busy with a connection (the SERVER_BUSY_*
+ * states), not counting the one serving r, counting no further than
+ * enough. Scans the scoreboard slots of live processes only, at most
+ * ServerLimit x ThreadsPerChild of them; with no scoreboard returns
+ * enough (the load cannot be told, so the threshold does not hold back).
+ */
+static int offload_busy_workers(request_rec *r, int enough)
+{
+    worker_score *self = NULL;
+    int busy = 0, i, j;
+
+    if (!ap_exists_scoreboard_image() || offload_sb_daemons <= 0) {
+        return enough;
+    }
+    if (r->connection->sbh != NULL) {
+        self = ap_get_scoreboard_worker(r->connection->sbh);
+    }
+    for (i = 0; i < offload_sb_daemons; i++) {
+        process_score *ps = ap_get_scoreboard_process(i);
+
+        if (ps == NULL || ps->pid == 0) {
+            continue;
+        }
+        for (j = 0; j < offload_sb_threads; j++) {
+            worker_score *ws = ap_get_scoreboard_worker_from_indexes(i, j);
+
+            if (ws == NULL || ws == self) {
+                continue;
+            }
+            switch (ws->status) {
+            case SERVER_BUSY_READ:
+            case SERVER_BUSY_WRITE:
+            case SERVER_BUSY_KEEPALIVE:
+            case SERVER_BUSY_LOG:
+            case SERVER_BUSY_DNS:
+                if (++busy >= enough) {
+                    return busy;
+                }
+                break;
+            default:
+                break;
+            }
+        }
+    }
+    return busy;
+}
+
+/* ---- health checks ----------------------------------------------------- */
+
+/*
+ * Checks target t once: connects to the first of its addresses that
+ * accepts, sends "GET <OffloadHealthCheckURI>" and reads the status line.
+ * For https targets the check is the connection alone (no TLS here).
+ * Each step waits at most timeout. Sets *status to the HTTP status (0 if
+ * none) and *rv to the last error (APR_SUCCESS if none). Returns NULL if
+ * the host is healthy (a 2xx, or an https connection), else a short reason
+ * allocated from p. The socket is closed before returning.
+ */
+static const char *offload_check_target(const offload_target *t,
+                                        apr_interval_time_t timeout,
+                                        int *status, apr_status_t *rv,
+                                        apr_pool_t *p)
+{
+    apr_sockaddr_t *addrs = t->addrs, *sa;
+    apr_socket_t *sock = NULL;
+    char buf[OFFLOAD_HC_MAX_STATUS_LINE + 1];
+    const char *req, *why = NULL;
+    apr_size_t len = 0, n;
+    char *eol = NULL;
+
+    *status = 0;
+    *rv = APR_SUCCESS;
+    if (addrs == NULL) { /* did not resolve at start-up: try again */
+        *rv = apr_sockaddr_info_get(&addrs, t->hostname, APR_UNSPEC, t->port,
+                                    0, p);
+        if (*rv != APR_SUCCESS) {
+            return "the name does not resolve";
+        }
+    }
+    for (sa = addrs; sa != NULL; sa = sa->next) {
+        *rv = apr_socket_create(&sock, sa->family, SOCK_STREAM, APR_PROTO_TCP,
+                                p);
+        if (*rv != APR_SUCCESS) {
+            sock = NULL;
+            continue;
+        }
+        apr_socket_timeout_set(sock, timeout);
+        *rv = apr_socket_connect(sock, sa);
+        if (*rv == APR_SUCCESS) {
+            break;
+        }
+        apr_socket_close(sock);
+        sock = NULL;
+    }
+    if (sock == NULL) {
+        return "cannot connect";
+    }
+    if (!strcmp(t->scheme, "https")) {
+        apr_socket_close(sock);
+        return NULL;
+    }
+
+    req = apr_pstrcat(p, "GET ", offload_hc_uri(), " HTTP/1.0\r\nHost: ",
+                      t->authority,
+                      "\r\nUser-Agent: mod_offload/" OFFLOAD_VERSION
+                      " (health check)\r\nAccept: text/plain\r\n"
+                      "Connection: close\r\n\r\n",
+                      NULL);
+    n = strlen(req);
+    *rv = apr_socket_send(sock, req, &n);
+    if (*rv == APR_SUCCESS && n != strlen(req)) {
+        *rv = APR_EGENERAL;
+    }
+    /* the status line only: bounded, and the rest of the answer is unread */
+    while (*rv == APR_SUCCESS && eol == NULL &&
+           len < OFFLOAD_HC_MAX_STATUS_LINE) {
+        n = OFFLOAD_HC_MAX_STATUS_LINE - len;
+        *rv = apr_socket_recv(sock, buf + len, &n);
+        len += n;
+        buf[len] = '\0';
+        eol = memchr(buf, '\n', len);
+        if (*rv == APR_EOF) {
+            *rv = APR_SUCCESS;
+            break;
+        }
+    }
+    apr_socket_close(sock);
+    if (*rv != APR_SUCCESS) {
+        return "no answer";
+    }
+    if (eol == NULL || strncmp(buf, "HTTP/1.", 7) != 0 ||
+        !apr_isdigit(buf[7]) || buf[8] != ' ' || !apr_isdigit(buf[9]) ||
+        !apr_isdigit(buf[10]) || !apr_isdigit(buf[11]) ||
+        (buf[12] != ' ' && buf[12] != '\r' && buf[12] != '\n')) {
+        return "malformed status line";
+    }
+    *status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    if (*status < 200 || *status > 299) {
+        why = apr_psprintf(p, "status %d", *status);
+    }
+    return why;
+}
+
+/*
+ * Checks every registered target once and records the results in its
+ * slot; logs each change of state at notice level. s is the main server,
+ * p a pool for this round.
+ */
+static void offload_check_all(server_rec *s, apr_pool_t *p)
+{
+    apr_interval_time_t timeout =
+        apr_time_from_sec(offload_hc_interval() < OFFLOAD_HC_TIMEOUT
+                              ? offload_hc_interval()
+                              : OFFLOAD_HC_TIMEOUT);
+    int i;
+
+    for (i = 0; i < offload_targets->nelts; i++) {
+        offload_target *t = APR_ARRAY_IDX(offload_targets, i, offload_target *);
+        offload_slot *slot = offload_slot_of(t);
+        apr_uint32_t state, old;
+        apr_status_t rv;
+        const char *why;
+        int status;
+        apr_pool_t *tp;
+
+        if (slot == NULL) {
+            continue;
+        }
+        apr_pool_create(&tp, p);
+        why = offload_check_target(t, timeout, &status, &rv, tp);
+        state = why == NULL ? OFFLOAD_STATE_UP : OFFLOAD_STATE_DOWN;
+        apr_atomic_set32(&slot->last_status, (apr_uint32_t)status);
+        apr_atomic_set32(&slot->last_error, (apr_uint32_t)rv);
+        apr_atomic_set64(&slot->last_check, (apr_uint64_t)apr_time_now());
+        apr_atomic_inc64(&slot->checks);
+        if (why != NULL) {
+            apr_atomic_inc64(&slot->failures);
+        }
+        old = apr_atomic_xchg32(&slot->state, state);
+        if (old != state) {
+            apr_atomic_set64(&slot->last_change,
+                             (apr_uint64_t)apr_time_now());
+            if (why != NULL) {
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, rv, s,
+                             "offload: OffloadHost %s://%s failed its health "
+                             "check (%s): skipped until it passes",
+                             t->scheme, t->authority, why);
+            } else {
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                             "offload: OffloadHost %s://%s passed its health "
+                             "check: %s",
+                             t->scheme, t->authority,
+                             old == OFFLOAD_STATE_DOWN ? "in use again"
+                                                       : "in use");
+            }
+        }
+        apr_pool_destroy(tp);
+    }
+}
+
+/*
+ * mod_watchdog callback, run every OffloadHealthCheckInterval in one
+ * child of the server (a singleton watchdog): checks every host, the
+ * first time as soon as the child starts. data is the main server.
+ * Returns APR_SUCCESS to be called again.
+ */
+static apr_status_t offload_hc_callback(int state, void *data,
+                                        apr_pool_t *pool)
+{
+    if (state != AP_WATCHDOG_STATE_STOPPING && offload_targets != NULL) {
+        offload_check_all(data, pool);
+    }
+    return APR_SUCCESS;
 }
 
 /* ---- decision predicates ----------------------------------------------- */
@@ -957,27 +1479,76 @@ static const char *offload_auth(request_rec *r, const offload_dir_conf *conf)
     return offload_is_public(r) ? NULL : "access is restricted";
 }
 
+/*
+ * Declines when every OffloadHost that applies failed its last health
+ * check. One shared-memory read per host.
+ */
+static const char *offload_no_healthy_host(request_rec *r,
+                                           const offload_dir_conf *conf)
+{
+    int i;
+
+    (void)r;
+    for (i = 0; i < conf->hosts->nelts; i++) {
+        if (offload_usable(
+                APR_ARRAY_IDX(conf->hosts, i, offload_host *)->target)) {
+            return NULL;
+        }
+    }
+    return "every OffloadHost failed its health check";
+}
+
+/*
+ * Declines while fewer than OffloadBusyThreshold other workers are busy.
+ * Scans the scoreboard only when a threshold is set, and stops counting
+ * when it is reached.
+ */
+static const char *offload_not_busy(request_rec *r,
+                                    const offload_dir_conf *conf)
+{
+    int n = offload_busy_threshold(conf);
+    int busy;
+
+    if (n <= 0) {
+        return NULL;
+    }
+    busy = offload_busy_workers(r, n);
+    return busy >= n ? NULL
+                     : apr_psprintf(r->pool, "%d busy < %d", busy, n);
+}
+
+/* offload_rules[].flags: a rule about the file itself ... */
+#define OFFLOAD_RULE_FILE 1
+/* ... and a rule whose refusal still leaves the file offloadable, so that
+ * OffloadLinkHeaders names the hosts when the file rules after it hold. */
+#define OFFLOAD_RULE_LINK 2
+
 /* The decision: every rule in order; the first that declines wins. */
 static const struct {
     const char *name;
     offload_predicate declines;
+    int flags;
 } offload_rules[] = {
-    {"engine-off", offload_engine_off},
-    {"no-host", offload_no_host},
-    {"method", offload_method},
-    {"query", offload_query},
-    {"error-document", offload_error_document},
-    {"bypass-header", offload_bypass_header},
-    {"from-offload-host", offload_from_offload_host},
-    {"handler", offload_handler},
-    {"not-file", offload_not_file},
-    {"path-info", offload_path_info},
-    {"size", offload_size},
-    {"mime-type", offload_mime_type},
-    {"user-agent", offload_user_agent},
-    {"address", offload_address},
-    {"auth", offload_auth},
+    {"engine-off", offload_engine_off, 0},
+    {"no-host", offload_no_host, 0},
+    {"method", offload_method, OFFLOAD_RULE_LINK},
+    {"query", offload_query, 0},
+    {"error-document", offload_error_document, 0},
+    {"bypass-header", offload_bypass_header, 0},
+    {"from-offload-host", offload_from_offload_host, 0},
+    {"handler", offload_handler, OFFLOAD_RULE_FILE},
+    {"not-file", offload_not_file, OFFLOAD_RULE_FILE},
+    {"path-info", offload_path_info, OFFLOAD_RULE_FILE},
+    {"size", offload_size, OFFLOAD_RULE_FILE},
+    {"mime-type", offload_mime_type, OFFLOAD_RULE_FILE},
+    {"user-agent", offload_user_agent, OFFLOAD_RULE_LINK},
+    {"address", offload_address, OFFLOAD_RULE_LINK},
+    {"auth", offload_auth, OFFLOAD_RULE_FILE},
+    {"no-healthy-host", offload_no_healthy_host, OFFLOAD_RULE_LINK},
+    {"not-busy", offload_not_busy, OFFLOAD_RULE_LINK},
 };
+
+#define OFFLOAD_NRULES ((int)(sizeof(offload_rules) / sizeof(offload_rules[0])))
 
 /* ---- hooks ------------------------------------------------------------- */
 
@@ -1015,6 +1586,54 @@ static int offload_log_level(const offload_dir_conf *conf)
  * r->handler, r->content_type and r->finfo. Returns DECLINED (Apache
  * serves the request) or the redirect status with Location set.
  */
+/*
+ * Adds to r's response one RFC 6249 "Link: <URL>; rel=duplicate; pri=N"
+ * per usable host, best first, for a request the base serves itself that
+ * was declined by rule number declined, if OffloadLinkHeaders is On, the
+ * method is GET or HEAD, that rule leaves the file offloadable and the
+ * file rules after it hold.
+ */
+static void offload_link_headers(request_rec *r, const offload_dir_conf *conf,
+                                 int declined)
+{
+    offload_host **order;
+    int i, j, n, pri = 1;
+
+    if (conf->link_headers != 1 || r->method_number != M_GET ||
+        !(offload_rules[declined].flags & OFFLOAD_RULE_LINK)) {
+        return;
+    }
+    for (i = declined + 1; i < OFFLOAD_NRULES; i++) {
+        if ((offload_rules[i].flags & OFFLOAD_RULE_FILE) &&
+            offload_rules[i].declines(r, conf) != NULL) {
+            return;
+        }
+    }
+    order = apr_palloc(r->pool, conf->hosts->nelts * sizeof(*order));
+    n = offload_rank_hosts(r, conf, order);
+    for (i = 0; i < n; i++) {
+        if (!offload_usable(order[i]->target)) {
+            continue;
+        }
+        for (j = 0; j < i && strcmp(order[j]->base, order[i]->base); j++) {
+        }
+        if (j < i) { /* the same URL, inherited twice */
+            continue;
+        }
+        apr_table_addn(r->headers_out, "Link",
+                       apr_psprintf(r->pool, "<%s%s>; rel=duplicate; pri=%d",
+                                    order[i]->base, offload_raw_path(r),
+                                    pri++));
+    }
+}
+
+/*
+ * fixups hook, run last: by now authentication, authorization, the type
+ * checker and the other fixups (mod_dir, mod_negotiation) have settled
+ * r->handler, r->content_type and r->finfo. Returns DECLINED (Apache
+ * serves the request) or the redirect status with Location set; the
+ * first usable host in the ranking gets the client.
+ */
 static int offload_fixups(request_rec *r)
 {
     const offload_dir_conf *conf =
@@ -1022,31 +1641,221 @@ static int offload_fixups(request_rec *r)
     int level = offload_log_level(conf);
     offload_host **order;
     const char *location;
-    size_t i;
+    int i, n;
 
     if (r->main != NULL) {
         return DECLINED;
     }
-    for (i = 0; i < sizeof(offload_rules) / sizeof(offload_rules[0]); i++) {
+    for (i = 0; i < OFFLOAD_NRULES; i++) {
         const char *why = offload_rules[i].declines(r, conf);
 
         if (why != NULL) {
             apr_table_setn(r->notes, "offload-declined", offload_rules[i].name);
+            if (offload_shm != NULL) {
+                apr_atomic_inc64(&offload_shm->declines[i]);
+            }
             ap_log_rerror(APLOG_MARK, level, 0, r,
                           "offload: declined %s: %s (%s)", r->uri,
                           offload_rules[i].name, why);
+            if (offload_rules[i].flags & OFFLOAD_RULE_LINK) {
+                offload_link_headers(r, conf, i);
+            }
             return DECLINED;
         }
     }
 
     order = apr_palloc(r->pool, conf->hosts->nelts * sizeof(*order));
-    offload_rank_hosts(r, conf, order);
-    location = apr_pstrcat(r->pool, order[0]->base, offload_raw_path(r), NULL);
-    apr_table_setn(r->notes, "offload-host", order[0]->base);
+    n = offload_rank_hosts(r, conf, order);
+    for (i = 0; i < n - 1 && !offload_usable(order[i]->target); i++) {
+    }
+    location = apr_pstrcat(r->pool, order[i]->base, offload_raw_path(r), NULL);
+    offload_count_redirect(order[i]->target);
+    apr_table_setn(r->notes, "offload-host", order[i]->base);
     apr_table_setn(r->headers_out, "Location", location);
     ap_log_rerror(APLOG_MARK, level, 0, r, "offload: %s -> %s", r->uri,
                   location);
     return offload_redirect_status(conf);
+}
+
+/*
+ * Writes one host's line of the ?auto status page to r.
+ */
+static void offload_status_auto_host(request_rec *r, const offload_target *t,
+                                     const offload_slot *slot)
+{
+    ap_rprintf(r,
+               "Host: %s://%s state=%s weight=%s redirects=%" APR_UINT64_T_FMT
+               " checks=%" APR_UINT64_T_FMT " failures=%" APR_UINT64_T_FMT
+               " last-check=%" APR_UINT64_T_FMT
+               " last-change=%" APR_UINT64_T_FMT " last-status=%u\n",
+               t->scheme, t->authority,
+               offload_hc.enabled ? offload_state_name(slot->state)
+                                  : "unchecked",
+               t->weights != NULL ? t->weights : "-",
+               (apr_uint64_t)slot->redirects, (apr_uint64_t)slot->checks,
+               (apr_uint64_t)slot->failures,
+               (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_check),
+               (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_change),
+               (unsigned)slot->last_status);
+}
+
+/*
+ * Returns a human description of a time stamp (apr_time_t) from p: the
+ * date and how long ago, or "never" for 0.
+ */
+static const char *offload_when(apr_pool_t *p, apr_uint64_t when)
+{
+    char date[APR_RFC822_DATE_LEN];
+    apr_time_t t = (apr_time_t)when;
+
+    if (when == 0) {
+        return "never";
+    }
+    apr_rfc822_date(date, t);
+    return apr_psprintf(p, "%s (%" APR_TIME_T_FMT " s ago)", date,
+                        apr_time_sec(apr_time_now() - t));
+}
+
+/*
+ * Writes one host's row of the HTML status page to r.
+ */
+static void offload_status_html_host(request_rec *r, const offload_target *t,
+                                     const offload_slot *slot)
+{
+    const char *last = "";
+    char err[120];
+
+    if (slot->last_check != 0 && slot->last_status != 0) {
+        last = apr_psprintf(r->pool, "HTTP %u", (unsigned)slot->last_status);
+    } else if (slot->last_check != 0 && slot->last_error != 0) {
+        last = apr_strerror((apr_status_t)slot->last_error, err, sizeof(err));
+    } else if (slot->last_check != 0) {
+        last = "connected";
+    }
+    ap_rprintf(r,
+               "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
+               "<td>%s</td><td>%" APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT
+               " / %" APR_UINT64_T_FMT "</td></tr>\n",
+               ap_escape_html(r->pool, apr_pstrcat(r->pool, t->scheme, "://",
+                                                   t->authority, NULL)),
+               offload_hc.enabled ? offload_state_name(slot->state)
+                                  : "unchecked",
+               t->weights != NULL ? t->weights : "-",
+               offload_when(r->pool, slot->last_check),
+               ap_escape_html(r->pool, last),
+               offload_when(r->pool, slot->last_change),
+               (apr_uint64_t)slot->redirects, (apr_uint64_t)slot->failures,
+               (apr_uint64_t)slot->checks);
+}
+
+/*
+ * handler "offload-status": every registered host's state, weights, last
+ * check and redirects, and the declines by rule, in HTML or, with the
+ * query "auto", as "Key: value" lines like mod_status. Returns DECLINED
+ * for other handlers, HTTP_METHOD_NOT_ALLOWED for methods but GET/HEAD,
+ * HTTP_SERVICE_UNAVAILABLE without shared memory, else OK.
+ */
+static int offload_status_handler(request_rec *r)
+{
+    offload_shared *sh = offload_shm;
+    int autofmt = r->args != NULL && !strcasecmp(r->args, "auto");
+    apr_uint64_t redirects, private, declines = 0;
+    apr_uint64_t count[OFFLOAD_MAX_RULES];
+    offload_slot *slots;
+    int i, busy, nslots;
+
+    if (r->handler == NULL || strcmp(r->handler, "offload-status") != 0) {
+        return DECLINED;
+    }
+    r->allowed = AP_METHOD_BIT << M_GET;
+    if (r->method_number != M_GET) {
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    if (sh == NULL) {
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    ap_set_content_type(r, autofmt ? "text/plain; charset=ISO-8859-1"
+                                   : "text/html; charset=ISO-8859-1");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    if (r->header_only) {
+        return OK;
+    }
+    busy = offload_busy_workers(r, INT_MAX);
+    private = apr_atomic_read64(&sh->redirects_private);
+    redirects = private;
+    nslots = (int)sh->nslots < offload_targets->nelts ? (int)sh->nslots
+                                                       : offload_targets->nelts;
+    slots = apr_palloc(r->pool, (nslots + 1) * sizeof(*slots));
+    for (i = 0; i < nslots; i++) {
+        offload_slot_read(&sh->slot[i], &slots[i]);
+        redirects += slots[i].redirects;
+    }
+    for (i = 0; i < (int)sh->nrules; i++) {
+        count[i] = apr_atomic_read64(&sh->declines[i]);
+        declines += count[i];
+    }
+
+    if (autofmt) {
+        ap_rprintf(r,
+                   "Version: mod_offload/%s\nHealthCheck: %s\n"
+                   "HealthCheckInterval: %d\nHealthCheckURI: %s\n"
+                   "Since: %" APR_TIME_T_FMT "\nBusyWorkers: %d\n"
+                   "Hosts: %u\nRedirects: %" APR_UINT64_T_FMT "\n"
+                   "RedirectsUnlisted: %" APR_UINT64_T_FMT "\n"
+                   "Declines: %" APR_UINT64_T_FMT "\n",
+                   OFFLOAD_VERSION, offload_hc.enabled ? "On" : "Off",
+                   offload_hc_interval(), offload_hc_uri(),
+                   apr_time_sec((apr_time_t)sh->since), busy,
+                   (unsigned)nslots, redirects, private, declines);
+        for (i = 0; i < (int)sh->nrules; i++) {
+            ap_rprintf(r, "Declined-%s: %" APR_UINT64_T_FMT "\n", sh->rule[i],
+                       count[i]);
+        }
+        for (i = 0; i < nslots; i++) {
+            offload_status_auto_host(
+                r, APR_ARRAY_IDX(offload_targets, i, offload_target *),
+                &slots[i]);
+        }
+        return OK;
+    }
+
+    ap_rputs(DOCTYPE_HTML_4_01 "<html><head><title>mod_offload status"
+                               "</title></head><body>\n<h1>mod_offload "
+                               "status</h1>\n",
+             r);
+    ap_rprintf(r,
+               "<p>mod_offload/%s. Health checks: %s (every %d s, GET %s). "
+               "Counting since %s. Busy workers now: %d (this request not "
+               "counted).</p>\n",
+               OFFLOAD_VERSION, offload_hc.enabled ? "on" : "off",
+               offload_hc_interval(),
+               ap_escape_html(r->pool, offload_hc_uri()),
+               offload_when(r->pool, sh->since), busy);
+    ap_rputs("<h2>Offload hosts</h2>\n<table border=\"1\">\n<tr><th>host</th>"
+             "<th>state</th><th>weight</th><th>last check</th><th>result</th>"
+             "<th>last change</th><th>redirects</th><th>failed / checks</th>"
+             "</tr>\n",
+             r);
+    for (i = 0; i < nslots; i++) {
+        offload_status_html_host(
+            r, APR_ARRAY_IDX(offload_targets, i, offload_target *),
+            &slots[i]);
+    }
+    ap_rprintf(r,
+               "</table>\n<p>Redirects: %" APR_UINT64_T_FMT " (to hosts "
+               "named only in .htaccess files: %" APR_UINT64_T_FMT ")</p>\n"
+               "<h2>Declined requests by rule</h2>\n<table border=\"1\">\n"
+               "<tr><th>rule</th><th>requests</th></tr>\n",
+               redirects, private);
+    for (i = 0; i < (int)sh->nrules; i++) {
+        ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td></tr>\n",
+                   sh->rule[i], count[i]);
+    }
+    ap_rprintf(r,
+               "<tr><td><b>total</b></td><td>%" APR_UINT64_T_FMT "</td></tr>"
+               "\n</table>\n</body></html>\n",
+               declines);
+    return OK;
 }
 
 /*
@@ -1060,6 +1869,129 @@ static int offload_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     (void)ptemp;
     offload_targets = apr_array_make(pconf, 8, sizeof(offload_target *));
     offload_stranger = NULL;
+    offload_shm = NULL;
+    memset(&offload_hc, 0, sizeof(offload_hc));
+    return OK;
+}
+
+/*
+ * Copies into sh what the previous generation's segment old (of the same
+ * layout) knew: the health state and counters of each target with the
+ * same key, the decline counters by rule name, the start of counting.
+ */
+static void offload_shm_carry_over(offload_shared *sh,
+                                   const offload_shared *old)
+{
+    apr_uint32_t i, j;
+
+    if (old->magic != OFFLOAD_SHM_MAGIC ||
+        old->slot_size != sizeof(offload_slot) ||
+        old->nrules > OFFLOAD_MAX_RULES) {
+        return;
+    }
+    sh->since = old->since;
+    sh->redirects_private = old->redirects_private;
+    for (i = 0; i < sh->nrules; i++) {
+        for (j = 0; j < old->nrules; j++) {
+            if (!strncmp(sh->rule[i], old->rule[j], OFFLOAD_RULE_NAME)) {
+                sh->declines[i] = old->declines[j];
+            }
+        }
+    }
+    for (i = 0; i < sh->nslots; i++) {
+        for (j = 0; j < old->nslots; j++) {
+            if (!strcmp(sh->slot[i].key, old->slot[j].key)) {
+                memcpy(&sh->slot[i], &old->slot[j], sizeof(offload_slot));
+            }
+        }
+    }
+}
+
+/*
+ * Creates the shared segment for this generation in the process pool
+ * (it outlives pconf, so that a restart can read it), carries over what
+ * the previous one held and destroys that one. Sets offload_shm. Returns
+ * APR_SUCCESS or the error of apr_shm_create.
+ */
+static apr_status_t offload_shm_setup(server_rec *s)
+{
+    static const char key[] = "mod_offload shared segment";
+    apr_pool_t *pproc = s->process->pool;
+    apr_shm_t *shm = NULL, *old = NULL;
+    apr_size_t size;
+    offload_shared *sh;
+    apr_status_t rv;
+    int i;
+
+    size = sizeof(offload_shared) +
+           (apr_size_t)offload_targets->nelts * sizeof(offload_slot);
+    rv = apr_shm_create(&shm, size, NULL, pproc);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    sh = apr_shm_baseaddr_get(shm);
+    memset(sh, 0, size);
+    sh->magic = OFFLOAD_SHM_MAGIC;
+    sh->slot_size = sizeof(offload_slot);
+    sh->since = (apr_uint64_t)apr_time_now();
+    sh->nrules = OFFLOAD_NRULES;
+    for (i = 0; i < OFFLOAD_NRULES; i++) {
+        apr_cpystrn(sh->rule[i], offload_rules[i].name, OFFLOAD_RULE_NAME);
+    }
+    sh->nslots = (apr_uint32_t)offload_targets->nelts;
+    for (i = 0; i < offload_targets->nelts; i++) {
+        offload_target *t = APR_ARRAY_IDX(offload_targets, i, offload_target *);
+
+        apr_snprintf(sh->slot[i].key, OFFLOAD_KEY_SIZE, "%s://%s", t->scheme,
+                     t->authority);
+    }
+
+    apr_pool_userdata_get((void **)&old, key, pproc);
+    if (old != NULL) {
+        offload_shm_carry_over(sh, apr_shm_baseaddr_get(old));
+        apr_shm_destroy(old);
+    }
+    if (!offload_hc.enabled) { /* stale states would mean nothing */
+        for (i = 0; i < offload_targets->nelts; i++) {
+            sh->slot[i].state = OFFLOAD_STATE_UNKNOWN;
+        }
+    }
+    apr_pool_userdata_set(shm, key, apr_pool_cleanup_null, pproc);
+    offload_shm = sh;
+    return APR_SUCCESS;
+}
+
+/*
+ * Registers the health-check callback with mod_watchdog: one singleton
+ * watchdog thread per server runs it every OffloadHealthCheckInterval.
+ * Returns OK, or HTTP_INTERNAL_SERVER_ERROR (start-up fails) when
+ * mod_watchdog is missing or refuses.
+ */
+static int offload_hc_setup(apr_pool_t *pconf, server_rec *s)
+{
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance;
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_callback;
+    ap_watchdog_t *wd;
+    apr_status_t rv;
+
+    get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+    register_callback = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+    if (get_instance == NULL || register_callback == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     "OffloadHealthCheck On needs mod_watchdog");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    rv = get_instance(&wd, "_offload_hcheck_", 0, 1, pconf);
+    if (rv == APR_SUCCESS) {
+        rv = register_callback(wd, apr_time_from_sec(offload_hc_interval()),
+                               s, offload_hc_callback);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "OffloadHealthCheck: cannot start the health checks "
+                     "with mod_watchdog");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     return OK;
 }
 
@@ -1107,7 +2039,40 @@ static int offload_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                          t->authority);
         }
     }
+
+    rv = offload_shm_setup(s);
+    if (rv != APR_SUCCESS) {
+        offload_shm = NULL;
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "offload: cannot create shared memory for host states "
+                     "and counters");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (offload_hc.enabled && offload_targets->nelts > 0) {
+        return offload_hc_setup(pconf, s);
+    }
     return OK;
+}
+
+/*
+ * child_init hook: notes the scoreboard's dimensions for counting busy
+ * workers: ServerLimit process slots, ThreadsPerChild worker slots each.
+ */
+static void offload_child_init(apr_pool_t *p, server_rec *s)
+{
+    int daemons = 0, threads = 0;
+
+    (void)p;
+    (void)s;
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &daemons) != APR_SUCCESS) {
+        daemons = 0;
+    }
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS ||
+        threads < 1) {
+        threads = 1; /* prefork: one worker per process */
+    }
+    offload_sb_daemons = daemons;
+    offload_sb_threads = threads;
 }
 
 /* ---- configuration table ----------------------------------------------- */
@@ -1138,20 +2103,43 @@ static const command_rec offload_cmds[] = {
                     OR_OPTIONS,
                     "client addresses, CIDR blocks or patterns never "
                     "offloaded"),
+    AP_INIT_TAKE1("OffloadBusyThreshold", offload_cmd_busy_threshold, NULL,
+                  OR_OPTIONS,
+                  "offload only while at least this many other workers are "
+                  "busy; 0 always"),
+    AP_INIT_FLAG("OffloadLinkHeaders", ap_set_flag_slot,
+                 (void *)offsetof(offload_dir_conf, link_headers), OR_OPTIONS,
+                 "On to name the offload hosts in Link: rel=duplicate "
+                 "headers of the files served here"),
+    AP_INIT_FLAG("OffloadHealthCheck", offload_cmd_hc, NULL, RSRC_CONF,
+                 "On to check every OffloadHost periodically (server config "
+                 "only)"),
+    AP_INIT_TAKE1("OffloadHealthCheckInterval", offload_cmd_hc_interval, NULL,
+                  RSRC_CONF, "seconds between health checks (server config "
+                             "only)"),
+    AP_INIT_TAKE1("OffloadHealthCheckURI", offload_cmd_hc_uri, NULL, RSRC_CONF,
+                  "the path a health check GETs on every OffloadHost (server "
+                  "config only)"),
     {NULL, {NULL}, NULL, 0, RAW_ARGS, NULL}};
 
 /* ---- module ------------------------------------------------------------ */
 
 /*
  * Registers the hooks: the decision runs as the last fixup so that every
- * other module has had its say about the request.
+ * other module has had its say about the request; post_config runs
+ * before mod_watchdog's, which starts the watchdogs that have callbacks.
  */
 static void offload_register_hooks(apr_pool_t *p)
 {
+    static const char *const before_watchdog[] = {"mod_watchdog.c", NULL};
+
     (void)p;
     ap_hook_pre_config(offload_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_post_config(offload_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(offload_post_config, NULL, before_watchdog,
+                        APR_HOOK_MIDDLE);
+    ap_hook_child_init(offload_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_fixups(offload_fixups, NULL, NULL, APR_HOOK_LAST);
+    ap_hook_handler(offload_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 AP_DECLARE_MODULE(offload) = {STANDARD20_MODULE_STUFF,
