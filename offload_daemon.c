@@ -2338,7 +2338,7 @@ static void cache_scan(void)
 /* Candidates for eviction, collected by evict_entry(). */
 struct evict_list {
     struct evict_item {
-        time_t used;
+        long long used;             /* atime in nanoseconds */
         off_t size;
         char *path;
     } *items;
@@ -2361,7 +2361,8 @@ static void evict_entry(struct cache_entry *e, void *ctx)
         l->items = items;
         l->cap = cap;
     }
-    l->items[l->n].used = e->st.st_atime;
+    l->items[l->n].used = (long long)e->st.st_atim.tv_sec * 1000000000LL +
+                          e->st.st_atim.tv_nsec;
     l->items[l->n].size = e->st.st_size;
     l->items[l->n].path = strdup(e->path);
     if (l->items[l->n].path == NULL)
@@ -3083,8 +3084,11 @@ static int fetch_object(struct object *obj, int fd, struct object_meta *want,
     }
     want->crc32 = crc;
     rc = cache_publish(obj, fd, want);
-    if (rc == 0)
+    if (rc == 0) {
+        /* the new object is in use by its clients: not to be evicted */
+        flock(fd, LOCK_SH);
         cache_evict();
+    }
 out:
     if (why != NULL) {
         log_msg("error", "fetch of %s failed at byte %lld: %s", obj->key,
