@@ -900,14 +900,14 @@ typedef struct {
 } offload_slot;
 
 struct offload_shared {
-    apr_uint32_t magic;        /* OFFLOAD_SHM_MAGIC */
-    apr_uint32_t slot_size;    /* sizeof(offload_slot) */
-    apr_uint32_t nrules;       /* rule names and counters in use */
-    apr_uint32_t nslots;       /* slots, = offload_targets->nelts */
-    apr_uint64_t since;        /* apr_time_t: counting started */
+    apr_uint32_t magic;     /* OFFLOAD_SHM_MAGIC */
+    apr_uint32_t slot_size; /* sizeof(offload_slot) */
+    apr_uint32_t nrules;    /* rule names and counters in use */
+    apr_uint32_t nslots;    /* slots, = offload_targets->nelts */
+    apr_uint64_t since;     /* apr_time_t: counting started */
     volatile apr_uint64_t redirects_private; /* to .htaccess-only hosts */
     volatile apr_uint64_t declines[OFFLOAD_MAX_RULES]; /* by rule */
-    char rule[OFFLOAD_MAX_RULES][OFFLOAD_RULE_NAME];    /* rule names */
+    char rule[OFFLOAD_MAX_RULES][OFFLOAD_RULE_NAME];   /* rule names */
     offload_slot slot[];
 };
 
@@ -1053,15 +1053,15 @@ static const char *offload_check_target(const offload_target *t,
     *status = 0;
     *rv = APR_SUCCESS;
     if (addrs == NULL) { /* did not resolve at start-up: try again */
-        *rv = apr_sockaddr_info_get(&addrs, t->hostname, APR_UNSPEC, t->port,
-                                    0, p);
+        *rv = apr_sockaddr_info_get(&addrs, t->hostname, APR_UNSPEC, t->port, 0,
+                                    p);
         if (*rv != APR_SUCCESS) {
             return "the name does not resolve";
         }
     }
     for (sa = addrs; sa != NULL; sa = sa->next) {
-        *rv = apr_socket_create(&sock, sa->family, SOCK_STREAM, APR_PROTO_TCP,
-                                p);
+        *rv =
+            apr_socket_create(&sock, sa->family, SOCK_STREAM, APR_PROTO_TCP, p);
         if (*rv != APR_SUCCESS) {
             sock = NULL;
             continue;
@@ -1082,8 +1082,8 @@ static const char *offload_check_target(const offload_target *t,
         return NULL;
     }
 
-    req = apr_pstrcat(p, "GET ", offload_hc_uri(), " HTTP/1.0\r\nHost: ",
-                      t->authority,
+    req = apr_pstrcat(p, "GET ", offload_hc_uri(),
+                      " HTTP/1.0\r\nHost: ", t->authority,
                       "\r\nUser-Agent: mod_offload/" OFFLOAD_VERSION
                       " (health check)\r\nAccept: text/plain\r\n"
                       "Connection: close\r\n\r\n",
@@ -1130,10 +1130,9 @@ static const char *offload_check_target(const offload_target *t,
  */
 static void offload_check_all(server_rec *s, apr_pool_t *p)
 {
-    apr_interval_time_t timeout =
-        apr_time_from_sec(offload_hc_interval() < OFFLOAD_HC_TIMEOUT
-                              ? offload_hc_interval()
-                              : OFFLOAD_HC_TIMEOUT);
+    apr_interval_time_t timeout = apr_time_from_sec(
+        offload_hc_interval() < OFFLOAD_HC_TIMEOUT ? offload_hc_interval()
+                                                   : OFFLOAD_HC_TIMEOUT);
     int i;
 
     for (i = 0; i < offload_targets->nelts; i++) {
@@ -1160,8 +1159,7 @@ static void offload_check_all(server_rec *s, apr_pool_t *p)
         }
         old = apr_atomic_xchg32(&slot->state, state);
         if (old != state) {
-            apr_atomic_set64(&slot->last_change,
-                             (apr_uint64_t)apr_time_now());
+            apr_atomic_set64(&slot->last_change, (apr_uint64_t)apr_time_now());
             if (why != NULL) {
                 ap_log_error(APLOG_MARK, APLOG_NOTICE, rv, s,
                              "offload: OffloadHost %s://%s failed its health "
@@ -1186,8 +1184,7 @@ static void offload_check_all(server_rec *s, apr_pool_t *p)
  * first time as soon as the child starts. data is the main server.
  * Returns APR_SUCCESS to be called again.
  */
-static apr_status_t offload_hc_callback(int state, void *data,
-                                        apr_pool_t *pool)
+static apr_status_t offload_hc_callback(int state, void *data, apr_pool_t *pool)
 {
     if (state != AP_WATCHDOG_STATE_STOPPING && offload_targets != NULL) {
         offload_check_all(data, pool);
@@ -1513,8 +1510,7 @@ static const char *offload_not_busy(request_rec *r,
         return NULL;
     }
     busy = offload_busy_workers(r, n);
-    return busy >= n ? NULL
-                     : apr_psprintf(r->pool, "%d busy < %d", busy, n);
+    return busy >= n ? NULL : apr_psprintf(r->pool, "%d busy < %d", busy, n);
 }
 
 /* offload_rules[].flags: a rule about the file itself ... */
@@ -1683,20 +1679,19 @@ static int offload_fixups(request_rec *r)
 static void offload_status_auto_host(request_rec *r, const offload_target *t,
                                      const offload_slot *slot)
 {
-    ap_rprintf(r,
-               "Host: %s://%s state=%s weight=%s redirects=%" APR_UINT64_T_FMT
-               " checks=%" APR_UINT64_T_FMT " failures=%" APR_UINT64_T_FMT
-               " last-check=%" APR_UINT64_T_FMT
-               " last-change=%" APR_UINT64_T_FMT " last-status=%u\n",
-               t->scheme, t->authority,
-               offload_hc.enabled ? offload_state_name(slot->state)
-                                  : "unchecked",
-               t->weights != NULL ? t->weights : "-",
-               (apr_uint64_t)slot->redirects, (apr_uint64_t)slot->checks,
-               (apr_uint64_t)slot->failures,
-               (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_check),
-               (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_change),
-               (unsigned)slot->last_status);
+    ap_rprintf(
+        r,
+        "Host: %s://%s state=%s weight=%s redirects=%" APR_UINT64_T_FMT
+        " checks=%" APR_UINT64_T_FMT " failures=%" APR_UINT64_T_FMT
+        " last-check=%" APR_UINT64_T_FMT " last-change=%" APR_UINT64_T_FMT
+        " last-status=%u\n",
+        t->scheme, t->authority,
+        offload_hc.enabled ? offload_state_name(slot->state) : "unchecked",
+        t->weights != NULL ? t->weights : "-", (apr_uint64_t)slot->redirects,
+        (apr_uint64_t)slot->checks, (apr_uint64_t)slot->failures,
+        (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_check),
+        (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_change),
+        (unsigned)slot->last_status);
 }
 
 /*
@@ -1732,20 +1727,18 @@ static void offload_status_html_host(request_rec *r, const offload_target *t,
     } else if (slot->last_check != 0) {
         last = "connected";
     }
-    ap_rprintf(r,
-               "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
-               "<td>%s</td><td>%" APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT
-               " / %" APR_UINT64_T_FMT "</td></tr>\n",
-               ap_escape_html(r->pool, apr_pstrcat(r->pool, t->scheme, "://",
-                                                   t->authority, NULL)),
-               offload_hc.enabled ? offload_state_name(slot->state)
-                                  : "unchecked",
-               t->weights != NULL ? t->weights : "-",
-               offload_when(r->pool, slot->last_check),
-               ap_escape_html(r->pool, last),
-               offload_when(r->pool, slot->last_change),
-               (apr_uint64_t)slot->redirects, (apr_uint64_t)slot->failures,
-               (apr_uint64_t)slot->checks);
+    ap_rprintf(
+        r,
+        "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
+        "<td>%s</td><td>%" APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT
+        " / %" APR_UINT64_T_FMT "</td></tr>\n",
+        ap_escape_html(r->pool, apr_pstrcat(r->pool, t->scheme, "://",
+                                            t->authority, NULL)),
+        offload_hc.enabled ? offload_state_name(slot->state) : "unchecked",
+        t->weights != NULL ? t->weights : "-",
+        offload_when(r->pool, slot->last_check), ap_escape_html(r->pool, last),
+        offload_when(r->pool, slot->last_change), (apr_uint64_t)slot->redirects,
+        (apr_uint64_t)slot->failures, (apr_uint64_t)slot->checks);
 }
 
 /*
@@ -1784,7 +1777,7 @@ static int offload_status_handler(request_rec *r)
     private = apr_atomic_read64(&sh->redirects_private);
     redirects = private;
     nslots = (int)sh->nslots < offload_targets->nelts ? (int)sh->nslots
-                                                       : offload_targets->nelts;
+                                                      : offload_targets->nelts;
     slots = apr_palloc(r->pool, (nslots + 1) * sizeof(*slots));
     for (i = 0; i < nslots; i++) {
         offload_slot_read(&sh->slot[i], &slots[i]);
@@ -1805,8 +1798,8 @@ static int offload_status_handler(request_rec *r)
                    "Declines: %" APR_UINT64_T_FMT "\n",
                    OFFLOAD_VERSION, offload_hc.enabled ? "On" : "Off",
                    offload_hc_interval(), offload_hc_uri(),
-                   apr_time_sec((apr_time_t)sh->since), busy,
-                   (unsigned)nslots, redirects, private, declines);
+                   apr_time_sec((apr_time_t)sh->since), busy, (unsigned)nslots,
+                   redirects, private, declines);
         for (i = 0; i < (int)sh->nrules; i++) {
             ap_rprintf(r, "Declined-%s: %" APR_UINT64_T_FMT "\n", sh->rule[i],
                        count[i]);
@@ -1828,8 +1821,7 @@ static int offload_status_handler(request_rec *r)
                "Counting since %s. Busy workers now: %d (this request not "
                "counted).</p>\n",
                OFFLOAD_VERSION, offload_hc.enabled ? "on" : "off",
-               offload_hc_interval(),
-               ap_escape_html(r->pool, offload_hc_uri()),
+               offload_hc_interval(), ap_escape_html(r->pool, offload_hc_uri()),
                offload_when(r->pool, sh->since), busy);
     ap_rputs("<h2>Offload hosts</h2>\n<table border=\"1\">\n<tr><th>host</th>"
              "<th>state</th><th>weight</th><th>last check</th><th>result</th>"
@@ -1838,8 +1830,7 @@ static int offload_status_handler(request_rec *r)
              r);
     for (i = 0; i < nslots; i++) {
         offload_status_html_host(
-            r, APR_ARRAY_IDX(offload_targets, i, offload_target *),
-            &slots[i]);
+            r, APR_ARRAY_IDX(offload_targets, i, offload_target *), &slots[i]);
     }
     ap_rprintf(r,
                "</table>\n<p>Redirects: %" APR_UINT64_T_FMT " (to hosts "
@@ -1969,8 +1960,8 @@ static apr_status_t offload_shm_setup(server_rec *s)
  */
 static int offload_hc_setup(apr_pool_t *pconf, server_rec *s)
 {
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance;
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_callback;
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) * get_instance;
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) * register_callback;
     ap_watchdog_t *wd;
     apr_status_t rv;
 
@@ -1983,8 +1974,8 @@ static int offload_hc_setup(apr_pool_t *pconf, server_rec *s)
     }
     rv = get_instance(&wd, "_offload_hcheck_", 0, 1, pconf);
     if (rv == APR_SUCCESS) {
-        rv = register_callback(wd, apr_time_from_sec(offload_hc_interval()),
-                               s, offload_hc_callback);
+        rv = register_callback(wd, apr_time_from_sec(offload_hc_interval()), s,
+                               offload_hc_callback);
     }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
@@ -2115,8 +2106,9 @@ static const command_rec offload_cmds[] = {
                  "On to check every OffloadHost periodically (server config "
                  "only)"),
     AP_INIT_TAKE1("OffloadHealthCheckInterval", offload_cmd_hc_interval, NULL,
-                  RSRC_CONF, "seconds between health checks (server config "
-                             "only)"),
+                  RSRC_CONF,
+                  "seconds between health checks (server config "
+                  "only)"),
     AP_INIT_TAKE1("OffloadHealthCheckURI", offload_cmd_hc_uri, NULL, RSRC_CONF,
                   "the path a health check GETs on every OffloadHost (server "
                   "config only)"),
