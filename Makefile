@@ -34,6 +34,9 @@ endif
 
 DAEMON_CFLAGS = -std=gnu11 $(OPTFLAGS) $(WARNFLAGS) $(SANFLAGS) $(CFLAGS)
 DAEMON_LIBS   = -lz
+# Symbols bound at start: children then never write to the GOT, which
+# keeps those pages shared with the parent (memory per download).
+DAEMON_LDFLAGS = -Wl,-z,now -Wl,-z,relro
 
 # The flags the daemon was last built with: a change (SANITIZE=1 or not)
 # rebuilds it and the unit tests.
@@ -44,11 +47,16 @@ FLAGS_STAMP = .run/build-flags
 # tests/fuzz/regress/NAME/; what fuzzing adds goes to .run/fuzz/NAME/.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS  = request range base_response config path meta
+FUZZ_TARGETS  = request range base_response config path meta module
 FUZZ_FLAGS    = -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
                 -Wno-unused-function -I.
 FUZZ_OUT      = .run/fuzz
+# fuzz_module includes mod_offload.c: APR and httpd headers, APR libraries,
+# and stubs for the httpd functions outside the directive parsers.
+FUZZ_APR_CFLAGS = -I$(shell $(APXS) -q INCLUDEDIR) \
+                  $(shell apr-1-config --includes --cppflags)
+FUZZ_APR_LIBS   = $(shell apr-1-config --link-ld) -lm
 FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_OUT)/fuzz_%)
 
 VALGRIND      ?= valgrind
@@ -80,7 +88,8 @@ $(FLAGS_STAMP): FORCE
 	    echo '$(CC) $(DAEMON_CFLAGS)' >$@
 
 $(DAEMON): offload_daemon.c config.h $(FLAGS_STAMP)
-	$(CC) $(DAEMON_CFLAGS) -o $@ offload_daemon.c $(LDFLAGS) $(DAEMON_LIBS)
+	$(CC) $(DAEMON_CFLAGS) -o $@ offload_daemon.c $(DAEMON_LDFLAGS) $(LDFLAGS) \
+	    $(DAEMON_LIBS)
 
 $(UNIT): tests/unit_daemon.c offload_daemon.c config.h $(FLAGS_STAMP)
 	$(CC) $(DAEMON_CFLAGS) -Wno-unused-function -I. -o $@ tests/unit_daemon.c \
@@ -128,6 +137,12 @@ install: all
 $(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c offload_daemon.c config.h
 	@mkdir -p $(FUZZ_OUT)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< -lz
+
+$(FUZZ_OUT)/fuzz_module: tests/fuzz/fuzz_module.c \
+        tests/fuzz/fuzz_module_stubs.c mod_offload.c config.h
+	@mkdir -p $(FUZZ_OUT)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_APR_CFLAGS) -o $@ tests/fuzz/fuzz_module.c \
+	    tests/fuzz/fuzz_module_stubs.c $(FUZZ_APR_LIBS)
 
 fuzz-build: $(FUZZ_BINS)
 

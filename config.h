@@ -160,6 +160,11 @@
 #define OFFLOAD_SHUTDOWN_GRACE 30
 #endif
 
+/* Addresses of the base kept from one name lookup. */
+#ifndef OFFLOAD_MAX_BASE_ADDRS
+#define OFFLOAD_MAX_BASE_ADDRS 8
+#endif
+
 #ifndef OFFLOAD_MAX_LISTEN
 #define OFFLOAD_MAX_LISTEN 16
 #endif

@@ -143,7 +143,6 @@ struct settings {
 
 /* One client request. Header values point into buf. */
 struct request {
-    char buf[OFFLOAD_MAX_HEADER_BLOCK + 1];
     size_t len;          /* bytes in buf */
     size_t head_len;     /* bytes of the header block, final CRLF included */
     char *method;
@@ -152,7 +151,6 @@ struct request {
     int is_head;
     int keep_alive;
     int seen_content_length;
-    char path[OFFLOAD_MAX_PATH + 1]; /* sanitized path, as sent to base */
     const char *range;
     const char *if_range;
     const char *if_none_match;
@@ -167,11 +165,11 @@ struct request {
     const char *cache_status;
     struct timespec started;
     char request_line[512];
+    char buf[OFFLOAD_MAX_HEADER_BLOCK + 1]; /* last: pages touched as used */
 };
 
 /* The head of a response from the base server. */
 struct base_response {
-    char buf[OFFLOAD_MAX_HEADER_BLOCK + 1];
     size_t len;          /* bytes in buf (may include the start of a body) */
     size_t head_len;
     int status;
@@ -184,6 +182,7 @@ struct base_response {
     int www_authenticate;
     int keep_alive;
     int chunked;
+    char buf[OFFLOAD_MAX_HEADER_BLOCK + 1]; /* last: pages touched as used */
 };
 
 /* What identifies one version of one file: stored in a cache file's
@@ -2108,7 +2107,7 @@ static int object_wait(struct object *obj, long long need)
     for (;;) {
         struct stat st;
         struct pollfd pfd;
-        char events[4096];
+        char events[512];
 
         if (fstat(obj->fd, &st) != 0)
             return -1;
@@ -2571,60 +2570,95 @@ unreadable:
 
 static char g_via_host[128] = "offload";  /* pseudonym in our Via header */
 
-/* Connect to the base (--base-address, or the URL's host) with the
- * configured timeout. Returns a blocking socket with I/O timeouts set,
- * or -1 with errno set (ETIMEDOUT when the connect timed out). */
-static int base_connect(void)
+/* The base's addresses, resolved by the parent at start and at SIGHUP
+ * (so children neither pay for a lookup per request nor dirty memory
+ * with the resolver's), or by a child when they stop answering. */
+static struct base_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+} g_base_addrs[OFFLOAD_MAX_BASE_ADDRS];
+static int g_nbase_addrs;
+
+/* Resolve BaseAddress, or the host of BaseURL, into g_base_addrs.
+ * Returns 0, or -1 (g_nbase_addrs is then 0). */
+static int base_resolve(void)
 {
     struct addrinfo hints, *res = NULL, *ai;
     const char *host = g_cfg.base_address[0] ? g_cfg.base_address
                                              : g_cfg.base_host;
-    int fd = -1, saved = ECONNREFUSED;
 
+    g_nbase_addrs = 0;
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_ADDRCONFIG;
-    if (getaddrinfo(host, g_cfg.base_port, &hints, &res) != 0) {
-        errno = EHOSTUNREACH;
+    if (getaddrinfo(host, g_cfg.base_port, &hints, &res) != 0)
         return -1;
-    }
-    for (ai = res; ai != NULL; ai = ai->ai_next) {
-        struct pollfd pfd;
-        int err = 0;
-        socklen_t elen = sizeof(err);
-
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-        if (fd < 0) {
-            saved = errno;
+    for (ai = res; ai != NULL && g_nbase_addrs < OFFLOAD_MAX_BASE_ADDRS;
+         ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(g_base_addrs[0].ss))
             continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-            if (errno != EINPROGRESS) {
-                saved = errno;
-                goto next;
-            }
-            pfd.fd = fd;
-            pfd.events = POLLOUT;
-            if (poll(&pfd, 1, g_cfg.timeout * 1000) <= 0) {
-                saved = ETIMEDOUT;
-                goto next;
-            }
-            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err) {
-                saved = err ? err : errno;
-                goto next;
-            }
-        }
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-        socket_set_timeouts(fd, g_cfg.timeout);
-        freeaddrinfo(res);
-        return fd;
-    next:
-        close(fd);
-        fd = -1;
+        memcpy(&g_base_addrs[g_nbase_addrs].ss, ai->ai_addr, ai->ai_addrlen);
+        g_base_addrs[g_nbase_addrs++].len = ai->ai_addrlen;
     }
     freeaddrinfo(res);
-    errno = saved;
+    return g_nbase_addrs > 0 ? 0 : -1;
+}
+
+/* Connect to one address with the configured timeout. Returns a blocking
+ * socket with I/O timeouts set, or -1 with errno set. */
+static int base_connect_one(const struct base_addr *a)
+{
+    struct pollfd pfd;
+    int err = 0, fd;
+    socklen_t elen = sizeof(err);
+
+    fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
+        if (errno != EINPROGRESS)
+            goto fail;
+        pfd.fd = fd;
+        pfd.events = POLLOUT;
+        if (poll(&pfd, 1, g_cfg.timeout * 1000) <= 0) {
+            errno = ETIMEDOUT;
+            goto fail;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err) {
+            errno = err ? err : errno;
+            goto fail;
+        }
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    socket_set_timeouts(fd, g_cfg.timeout);
+    return fd;
+fail:
+    err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+}
+
+/* Connect to the base, trying each of its addresses; when none answers,
+ * look the name up again once (it may have moved). Returns a socket, or
+ * -1 with errno set (ETIMEDOUT when the connect timed out). */
+static int base_connect(void)
+{
+    int pass, i, fd;
+
+    for (pass = 0; pass < 2; pass++) {
+        if ((pass == 1 || g_nbase_addrs == 0) && base_resolve() != 0) {
+            errno = EHOSTUNREACH;
+            return -1;
+        }
+        for (i = 0; i < g_nbase_addrs; i++) {
+            fd = base_connect_one(&g_base_addrs[i]);
+            if (fd >= 0)
+                return fd;
+            if (errno == ETIMEDOUT)
+                return -1;  /* a second round would only double the wait */
+        }
+    }
     return -1;
 }
 
@@ -2635,7 +2669,7 @@ static int base_connect(void)
 static int base_send(int fd, const char *method, const char *path,
                      const char *client_addr, int keep_alive, const char *extra)
 {
-    char req[OFFLOAD_MAX_PATH + 2048];
+    char req[OFFLOAD_MAX_PATH + 1024];
     int n;
 
     n = snprintf(req, sizeof(req),
@@ -2768,7 +2802,7 @@ static const char *status_reason(int status)
  */
 static int send_head(int cfd, struct request *rq, int status, const char *extra)
 {
-    char head[8192];
+    char head[OFFLOAD_MAX_PATH + 1024];
     char date[64];
     int n;
 
@@ -4551,6 +4585,9 @@ static void config_reload(void)
     memcpy(next.pid_file, g_cfg.pid_file, sizeof(next.pid_file));
     next.max_clients = g_cfg.max_clients;
     g_cfg = next;
+    if (base_resolve() != 0)
+        log_msg("warning", "reload: cannot resolve the base %s yet",
+                g_cfg.base_url);
     if (logs_open() != 0)
         log_msg("error", "reload: cannot open a log file: %s", strerror(errno));
     log_msg("notice", "reloaded %s", g_config_file ? g_config_file
@@ -4659,6 +4696,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (g_cgi)
         return cgi_main();
+    if (base_resolve() != 0)
+        fprintf(stderr, "%s: warning: cannot resolve the base %s yet; will "
+                "retry per request\n", g_progname, g_cfg.base_url);
     proctitle_init(argc, argv);
     pid_fd = g_pid_fd = pid_file_take();
     listen_open_all();
