@@ -56,7 +56,7 @@ FUZZ_OUT      = .run/fuzz
 # and stubs for the httpd functions outside the directive parsers.
 FUZZ_APR_CFLAGS = -I$(shell $(APXS) -q INCLUDEDIR) \
                   $(shell apr-1-config --includes --cppflags)
-FUZZ_APR_LIBS   = $(shell apr-1-config --link-ld) -lm
+FUZZ_APR_LIBS   = $(shell apr-1-config --link-ld) $(shell apu-1-config --link-ld) -lm
 FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_OUT)/fuzz_%)
 
 VALGRIND      ?= valgrind

