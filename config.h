@@ -222,6 +222,12 @@
 #define OFFLOAD_META_SIZE 4096
 #endif
 
+/* Longest (absolute) CacheDir: the object's file names are kept in
+ * fixed buffers of about this size. */
+#ifndef OFFLOAD_MAX_CACHE_DIR
+#define OFFLOAD_MAX_CACHE_DIR 1024
+#endif
+
 /* Copy buffer between the base and the cache file. */
 #ifndef OFFLOAD_IO_BUFFER
 #define OFFLOAD_IO_BUFFER (64 * 1024)

@@ -200,10 +200,10 @@ struct object_meta {
 /* A cache object: its file names and, once opened, its data. */
 struct object {
     char key[OFFLOAD_MAX_PATH + 300];
-    char dir[PATH_MAX];
-    char path[PATH_MAX + 24];      /* complete copy */
-    char part_path[PATH_MAX + 32]; /* copy being fetched */
-    char lock_path[PATH_MAX + 32]; /* held (flock) by the fetcher */
+    char dir[OFFLOAD_MAX_CACHE_DIR + 8];
+    char path[OFFLOAD_MAX_CACHE_DIR + 32];      /* complete copy */
+    char part_path[OFFLOAD_MAX_CACHE_DIR + 40]; /* copy being fetched */
+    char lock_path[OFFLOAD_MAX_CACHE_DIR + 40]; /* flock()ed by the fetcher */
     uint64_t hash;                 /* the name, as a number */
     int fd;                        /* open copy, -1 if none */
     off_t data_offset;             /* where the body starts in fd */
@@ -1639,7 +1639,7 @@ static int settings_check(struct settings *c, char *err, size_t errsz)
                  errno ? strerror(errno) : "not a directory");
         return -1;
     }
-    if (strlen(real) > PATH_MAX - 64) {
+    if (strlen(real) > OFFLOAD_MAX_CACHE_DIR) {
         snprintf(err, errsz, "CacheDir (--cache-dir) %s: too long", c->cache_dir);
         return -1;
     }
@@ -1713,7 +1713,7 @@ static int cache_object_init(struct object *obj, const char *path)
     snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)obj->hash);
     n = snprintf(obj->dir, sizeof(obj->dir), "%s/%.2s/%.2s", g_cfg.cache_dir,
                  hex, hex + 2);
-    if (n < 0 || (size_t)n >= sizeof(obj->dir) - HEX_KEY_LEN - 8)
+    if (n < 0 || (size_t)n >= sizeof(obj->dir))
         return -1;
     snprintf(obj->path, sizeof(obj->path), "%s/%s", obj->dir, hex);
     snprintf(obj->part_path, sizeof(obj->part_path), "%s.part", obj->path);
@@ -1765,23 +1765,21 @@ static int meta_encode(const struct object_meta *m, char *block)
     return n < 0 || n >= OFFLOAD_META_SIZE ? -1 : 0;
 }
 
-/* Parse a metadata block. Returns 0, or -1 if it is not one. */
-static int meta_decode(const char *block, size_t len, struct object_meta *m)
+/* Parse a metadata block (in place: block is modified). Returns 0, or -1
+ * if it is not one. */
+static int meta_decode(char *block, size_t len, struct object_meta *m)
 {
-    char copy[OFFLOAD_META_SIZE + 1];
     char *line, *next;
     int have_key = 0, have_length = 0, have_state = 0;
 
+    /* parsed in place: the block is NUL padded, so a NUL must end it */
     if (len < sizeof(CACHE_MAGIC) || memcmp(block, CACHE_MAGIC "\n",
-                                            sizeof(CACHE_MAGIC)) != 0)
+                                            sizeof(CACHE_MAGIC)) != 0 ||
+        memchr(block, '\0', len) == NULL)
         return -1;
-    if (len > OFFLOAD_META_SIZE)
-        len = OFFLOAD_META_SIZE;
-    memcpy(copy, block, len);
-    copy[len] = '\0';
     memset(m, 0, sizeof(*m));
     m->length = -1;
-    line = copy + sizeof(CACHE_MAGIC);
+    line = block + sizeof(CACHE_MAGIC);
     for (; line != NULL && *line != '\n' && *line != '\0'; line = next) {
         char *sp;
 
@@ -1997,7 +1995,7 @@ static int cache_create_part(struct object *obj, const struct object_meta *want,
             /* resume: the CRC must cover what is already there */
             long long done = st.st_size - OFFLOAD_META_SIZE;
             long long pos = 0;
-            char buf[OFFLOAD_IO_BUFFER];
+            static char buf[OFFLOAD_IO_BUFFER];
             while (pos < done) {
                 size_t want_n = (size_t)(done - pos < (long long)sizeof(buf)
                                              ? done - pos : (long long)sizeof(buf));
@@ -4124,8 +4122,14 @@ static void listen_open_all(void)
 static void peer_name(const struct sockaddr_storage *ss, socklen_t len,
                       char *out, size_t outsz)
 {
-    if (getnameinfo((const struct sockaddr *)ss, len, out, (socklen_t)outsz,
-                    NULL, 0, NI_NUMERICHOST) != 0)
+    const void *addr = NULL;
+
+    if (ss->ss_family == AF_INET && len >= sizeof(struct sockaddr_in))
+        addr = &((const struct sockaddr_in *)ss)->sin_addr;
+    else if (ss->ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6))
+        addr = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    if (addr == NULL ||
+        inet_ntop(ss->ss_family, addr, out, (socklen_t)outsz) == NULL)
         copy_string(out, outsz, "unknown");
     if (strncmp(out, "::ffff:", 7) == 0 && strchr(out + 7, '.') != NULL)
         memmove(out, out + 7, strlen(out + 7) + 1);
@@ -4694,6 +4698,7 @@ int main(int argc, char **argv)
     if (gethostname(g_via_host, sizeof(g_via_host) - 1) != 0)
         copy_string(g_via_host, sizeof(g_via_host), "offload");
     signal(SIGPIPE, SIG_IGN);
+    tzset();    /* once, here, rather than in every child's first log line */
     if (g_cgi)
         return cgi_main();
     if (base_resolve() != 0)
