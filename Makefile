@@ -21,15 +21,21 @@ CFLAGS   ?=
 LDFLAGS  ?=
 
 # SANITIZE=1 builds the daemon and its unit tests with ASan and UBSan.
-# Sanitizer reports go to files under SAN_LOG_DIR (forked and daemonized
+# ASan reports go to files under SAN_LOG_DIR (forked and daemonized
 # processes included, whose stderr may be /dev/null); make test fails if
-# any report was written. Children that _exit() skip the leak check, so
-# leaks are not checked in the integration run (make valgrind does that).
+# any was written. UBSan, combined with ASan by gcc, ignores log_path and
+# reports on stderr: the harness sends a daemon's stderr to its log in the
+# test's run directory, which conftest checks for "runtime error:", and
+# make test greps every log of the run for it again. Children that
+# _exit() skip the leak check, so leaks are not checked in the integration
+# run (make valgrind does that).
 SAN_LOG_DIR = .run/sanitizer
 ifeq ($(SANITIZE),1)
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer
 SAN_ENV  = ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(CURDIR)/$(SAN_LOG_DIR)/asan \
            UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/$(SAN_LOG_DIR)/ubsan
+SAN_RUN_ROOT = $(shell $(PYTHON) -c 'import sys; sys.path.insert(0, "tests"); \
+                 import harness; print(harness.RUN_ROOT)')
 endif
 
 DAEMON_CFLAGS = -std=gnu11 $(OPTFLAGS) $(WARNFLAGS) $(SANFLAGS) $(CFLAGS)
@@ -99,12 +105,16 @@ unit: $(UNIT)
 	./$(UNIT)
 
 test: deps all $(UNIT)
-	rm -rf $(SAN_LOG_DIR) && mkdir -p $(SAN_LOG_DIR)
+	rm -rf $(SAN_LOG_DIR) && mkdir -p $(SAN_LOG_DIR) && touch $(SAN_LOG_DIR).start
 	$(SAN_ENV) ./$(UNIT)
 	$(SAN_ENV) $(PYTHON) -m pytest -ra $(PYTEST_ARGS) tests
 	@if [ -n "$$(ls -A $(SAN_LOG_DIR))" ]; then \
 	    echo "sanitizer reports in $(SAN_LOG_DIR):"; \
 	    cat $(SAN_LOG_DIR)/*; exit 1; fi
+	@if [ -n "$(SAN_RUN_ROOT)" ] && find $(SAN_RUN_ROOT)/tests -name '*.log' \
+	    -newer $(SAN_LOG_DIR).start -exec grep -lE \
+	    'runtime error:|AddressSanitizer|LeakSanitizer' {} + | grep .; then \
+	    echo "sanitizer reports in the logs above"; exit 1; fi
 
 demo: deps all
 	$(PYTHON) tests/demo.py $(if $(DEMO_ONESHOT),--oneshot)
