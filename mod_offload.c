@@ -1642,6 +1642,16 @@ static int offload_fixups(request_rec *r)
     if (r->main != NULL) {
         return DECLINED;
     }
+    /* An offload host asks on a client's behalf and then serves anyone:
+     * what the base would not give a stranger must not reach it, even
+     * when the offload host's own address passes a Require ip. */
+    if (apr_table_get(r->headers_in, OFFLOAD_BYPASS_HEADER) != NULL &&
+        r->user == NULL && !offload_is_public(r)) {
+        ap_log_rerror(APLOG_MARK, level, 0, r,
+                      "offload: %s is not public: refused to the offload "
+                      "host", r->uri);
+        return HTTP_FORBIDDEN;
+    }
     for (i = 0; i < OFFLOAD_NRULES; i++) {
         const char *why = offload_rules[i].declines(r, conf);
 

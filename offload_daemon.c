@@ -195,6 +195,7 @@ struct object_meta {
     long long length;
     unsigned long crc32;
     int complete;
+    int abandoned;       /* the fetch stopped for a local reason (disk) */
 };
 
 /* A cache object: its file names and, once opened, its data. */
@@ -286,6 +287,10 @@ static char *g_title;                         /* process title area */
 static size_t g_title_room;                   /* its size */
 static struct shared *g_shared;               /* NULL in unit tests, CGI */
 static int g_slot = -1;                       /* child: its download slot */
+
+struct object;
+static int relay_rest(int cfd, struct request *rq, const struct object *obj,
+                      long long first, long long last);
 
 /* Defined in the start-up section, used by the accept loop and --cgi. */
 static void config_reload(void);
@@ -381,6 +386,30 @@ static int write_all(int fd, const void *buf, size_t len)
         }
         p += n;
         len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* pwrite() all of buf at off. Returns 0, or -1 with errno set (also
+ * when the file system takes part of it and then nothing more). */
+static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0) {
+            errno = ENOSPC;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += n;
     }
     return 0;
 }
@@ -688,6 +717,15 @@ static int request_parse(struct request *rq)
     }
     if ((size_t)(eol - line) > OFFLOAD_MAX_REQUEST_LINE)
         return PARSE_URI_TOO_LONG;
+    {
+        /* judge the version as soon as the line is there: an HTTP/0.9
+         * request has no header block to wait for */
+        const char *sp = memrchr(line, ' ', (size_t)(eol - line));
+        if (sp == NULL || eol - sp < 6 || strncmp(sp + 1, "HTTP/", 5) != 0)
+            return PARSE_BAD;
+        if (sp[6] != '1')
+            return PARSE_BAD_VERSION;
+    }
     end = head_block_end(rq->buf, rq->len);
     if (end == 0)
         return rq->len >= OFFLOAD_MAX_HEADER_BLOCK ? PARSE_HEADERS_TOO_LARGE
@@ -1193,8 +1231,13 @@ static int cidr_parse(const char *s, struct cidr *c)
         c->bits = max;
         return 0;
     }
-    c->bits = (int)parse_length(slash + 1);
-    return c->bits < 0 || c->bits > max ? -1 : 0;
+    {
+        long long bits = parse_length(slash + 1);
+        if (bits < 0 || bits > max)
+            return -1;
+        c->bits = (int)bits;
+    }
+    return 0;
 }
 
 /* Is the textual address addr inside c? */
@@ -1761,7 +1804,9 @@ static int meta_encode(const struct object_meta *m, char *block)
                  "type %s\ncrc32 %08lx\nstate %s\n\n",
                  CACHE_MAGIC, m->key, m->etag, m->last_modified, m->length,
                  m->content_type, m->crc32 & 0xffffffffUL,
-                 m->complete ? "complete" : "partial");
+                 m->complete    ? "complete"
+                 : m->abandoned ? "abandoned"
+                                : "partial");
     return n < 0 || n >= OFFLOAD_META_SIZE ? -1 : 0;
 }
 
@@ -1806,6 +1851,7 @@ static int meta_decode(char *block, size_t len, struct object_meta *m)
             m->crc32 = strtoul(sp, NULL, 16);
         } else if (strcmp(line, "state") == 0) {
             m->complete = strcmp(sp, "complete") == 0;
+            m->abandoned = strcmp(sp, "abandoned") == 0;
             have_state = 1;
         }
     }
@@ -2874,9 +2920,13 @@ static int send_object_range(int cfd, struct request *rq, struct object *obj,
             return -1;
         avail = st.st_size - obj->data_offset;
         if (avail <= off) {
-            if (object_wait(obj, obj->data_offset + off + 1) != 0)
-                return -1;
-            continue;
+            struct object_meta m;
+            if (object_wait(obj, obj->data_offset + off + 1) == 0)
+                continue;
+            /* a fetch our disk gave up on: the base has the rest */
+            if (obj->growing && meta_read(obj->fd, &m) == 0 && m.abandoned)
+                return relay_rest(cfd, rq, obj, off, last);
+            return -1;
         }
         if (avail > last + 1)
             avail = last + 1;
@@ -3020,6 +3070,23 @@ static int serve_object(int cfd, struct request *rq, struct object *obj)
  * ====================================================================== */
 
 /*
+ * Before the last bytes of a fetch go into the cache (and so to any
+ * client): ask the base again whether the file is still the version the
+ * fetch began with. A file rewritten in place while it was being sent
+ * changes its validators; its bytes may be a mix. Returns 1 if current.
+ */
+static int fetch_still_current(const struct object_meta *want,
+                               const char *path, const char *client_addr)
+{
+    static struct base_response br;
+
+    return base_head(path, client_addr, &br) == 0 && br.status == 200 &&
+           br.content_length == want->length &&
+           strcmp(etag_opaque(br.etag), etag_opaque(want->etag)) == 0 &&
+           strcmp(br.last_modified, want->last_modified) == 0;
+}
+
+/*
  * In the fetcher process (obj's lock held): GET path from the base into
  * the .part open on fd, starting at offset (resume), check it against
  * want and publish it. On any failure the .part is removed, so readers
@@ -3035,7 +3102,7 @@ static int fetch_object(struct object *obj, int fd, struct object_meta *want,
     char extra[3 * OFFLOAD_MAX_VALIDATOR];
     const char *why = NULL;
     size_t n = 0;
-    int bfd = -1, rc = -1;
+    int bfd = -1, rc = -1, local_error = 0;
 
     /* If-Match turns a file that changed since the HEAD into a 412
      * instead of bytes of another version */
@@ -3105,8 +3172,16 @@ static int fetch_object(struct object *obj, int fd, struct object_meta *want,
         }
         if ((long long)n > want->length - offset)
             n = (size_t)(want->length - offset);
-        if (pwrite(fd, buf, n, OFFLOAD_META_SIZE + offset) != (ssize_t)n) {
-            why = errno ? strerror(errno) : "short write";
+        if (offset + (long long)n == want->length &&
+            !fetch_still_current(want, path, client_addr)) {
+            /* held back, the last bytes keep every reader from taking a
+             * mix of two versions for a whole file */
+            why = "the file changed on the base during the fetch";
+            goto out;
+        }
+        if (pwrite_all(fd, buf, n, OFFLOAD_META_SIZE + offset) != 0) {
+            why = strerror(errno);
+            local_error = 1;
             goto out;
         }
         crc = crc32(crc, (const Bytef *)buf, (uInt)n);
@@ -3122,7 +3197,15 @@ static int fetch_object(struct object *obj, int fd, struct object_meta *want,
         cache_evict();
     }
 out:
-    if (why != NULL) {
+    if (why != NULL && local_error) {
+        /* our disk, not the base: readers may finish from the base */
+        char block[OFFLOAD_META_SIZE];
+        cache_log_error(obj, "writing the copy");
+        want->abandoned = 1;
+        if (meta_encode(want, block) == 0)
+            pwrite_all(fd, block, sizeof(block), 0);
+        unlink(obj->part_path);
+    } else if (why != NULL) {
         log_msg("error", "fetch of %s failed at byte %lld: %s", obj->key,
                 offset, why);
         unlink(obj->part_path);
@@ -3210,6 +3293,79 @@ static int serve_bypass(int cfd, struct request *rq, const char *path,
         left -= got;
         rq->body_sent += got;
         METRIC_ADD(bytes_from_base, got);
+    }
+    rc = 0;
+out:
+    if (bfd >= 0)
+        close(bfd);
+    return rc;
+}
+
+/*
+ * The fetch obj was streamed from stopped for a local reason (the
+ * cache's disk is full): get bytes [first, last] straight from the base,
+ * with If-Range so that only the same version is taken, and send them
+ * on. Returns 0, or -1 (the client's connection then ends short).
+ */
+static int relay_rest(int cfd, struct request *rq, const struct object *obj,
+                      long long first, long long last)
+{
+    static struct base_response br;
+    static char buf[OFFLOAD_IO_BUFFER];
+    const struct object_meta *m = &obj->meta;
+    const char *path = obj->key + strlen(g_cfg.base_authority);
+    char extra[2 * OFFLOAD_MAX_VALIDATOR + 64], expect[96];
+    long long left = last - first + 1, skip = 0;
+    size_t n;
+    int bfd, rc = -1;
+
+    snprintf(extra, sizeof(extra), "Range: bytes=%lld-%lld\r\nIf-Range: %s\r\n",
+             first, last, m->etag[0] == '"' ? m->etag : m->last_modified);
+    snprintf(expect, sizeof(expect), "bytes %lld-%lld/%lld", first, last,
+             m->length);
+    bfd = base_connect();
+    if (bfd < 0 || base_send(bfd, "GET", path, rq->client, 0, extra) != 0 ||
+        base_read_head(bfd, &br) != 0 || br.chunked)
+        goto out;
+    if (br.status == 200 && br.content_length == m->length &&
+        strcmp(etag_opaque(br.etag), etag_opaque(m->etag)) == 0 &&
+        strcmp(br.last_modified, m->last_modified) == 0) {
+        /* the same version, whole (a date too recent to be a strong
+         * validator makes the base ignore the range): skip to first */
+        skip = first;
+    } else if (br.status != 206 || br.content_length != left ||
+               strcmp(br.content_range, expect) != 0) {
+        goto out;
+    }
+    n = br.len - br.head_len;
+    memcpy(buf, br.buf + br.head_len, n);
+    while (left > 0) {
+        size_t use;
+
+        if (n == 0) {
+            ssize_t got = read(bfd, buf, sizeof(buf));
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0)
+                goto out;
+            n = (size_t)got;
+            METRIC_ADD(bytes_from_base, got);
+        }
+        use = n;
+        if (skip > 0) {
+            size_t drop = (long long)n < skip ? n : (size_t)skip;
+            skip -= (long long)drop;
+            n -= drop;
+            memmove(buf, buf + drop, n);
+            continue;
+        }
+        if ((long long)use > left)
+            use = (size_t)left;
+        if (write_all(cfd, buf, use) != 0)
+            goto out;
+        left -= (long long)use;
+        rq->body_sent += (long long)use;
+        n = 0;
     }
     rc = 0;
 out:
