@@ -1359,19 +1359,26 @@ static int set_user(struct settings *c, const char *v, const char **why)
     return set_string(c->user, sizeof(c->user), v, why);
 }
 
-static int set_trusted_proxy(struct settings *c, const char *v,
-                             const char **why)
+/* Add an address block to a list of at most OFFLOAD_MAX_TRUSTED_PROXIES. */
+static int set_cidr_list(struct cidr *list, int *n, const char *v,
+                         const char **why)
 {
-    if (c->ntrusted >= OFFLOAD_MAX_TRUSTED_PROXIES) {
+    if (*n >= OFFLOAD_MAX_TRUSTED_PROXIES) {
         *why = "too many addresses";
         return -1;
     }
-    if (cidr_parse(v, &c->trusted[c->ntrusted]) != 0) {
+    if (cidr_parse(v, &list[*n]) != 0) {
         *why = "expected an address or ADDR/BITS";
         return -1;
     }
-    c->ntrusted++;
+    (*n)++;
     return 0;
+}
+
+static int set_trusted_proxy(struct settings *c, const char *v,
+                             const char **why)
+{
+    return set_cidr_list(c->trusted, &c->ntrusted, v, why);
 }
 
 static int set_dupe_status(struct settings *c, const char *v, const char **why)
@@ -1467,16 +1474,7 @@ static int set_status_path(struct settings *c, const char *v, const char **why)
 
 static int set_status_allow(struct settings *c, const char *v, const char **why)
 {
-    if (c->nstatus_allow >= OFFLOAD_MAX_TRUSTED_PROXIES) {
-        *why = "too many addresses";
-        return -1;
-    }
-    if (cidr_parse(v, &c->status_allow[c->nstatus_allow]) != 0) {
-        *why = "expected an address or ADDR/BITS";
-        return -1;
-    }
-    c->nstatus_allow++;
-    return 0;
+    return set_cidr_list(c->status_allow, &c->nstatus_allow, v, why);
 }
 
 /* One setting: its config-file name, its flag, whether it may be given
