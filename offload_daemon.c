@@ -1465,8 +1465,12 @@ static int set_validate_interval(struct settings *c, const char *v,
 
 static int set_status_path(struct settings *c, const char *v, const char **why)
 {
+    if (strcasecmp(v, "Off") == 0) {
+        c->status_path[0] = '\0';
+        return 0;
+    }
     if (v[0] != '/' || strchr(v, '?') != NULL) {
-        *why = "expected a path starting with /";
+        *why = "expected a path starting with /, or Off";
         return -1;
     }
     return set_string(c->status_path, sizeof(c->status_path), v, why);
@@ -2340,13 +2344,11 @@ static void scan_entry(struct cache_entry *e, void *ctx)
         /* a fetch in progress (of a daemon still finishing) is left be */
         if (!cache_lock_free(object_path))
             return;
-        if (strcmp(dot, ".lock") == 0) {
-            struct stat st;
-            char part[PATH_MAX + 48];
-            snprintf(part, sizeof(part), "%s.part", object_path);
-            if (stat(object_path, &st) == 0 || stat(part, &st) == 0)
-                return;     /* keep the lock of a live object */
-        }
+        /* a lock file is never removed: a fetcher may have opened it
+         * a moment ago, and a second file of that name would let a
+         * second fetcher in */
+        if (strcmp(dot, ".lock") == 0)
+            return;
     }
     if (unlink(e->path) == 0)
         t->removed++;
@@ -2443,8 +2445,14 @@ static void cache_evict(void)
     lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock_fd < 0)
         return;
-    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0)
-        goto out;   /* another process is at it */
+    /* one round at a time; a round that was running when this object was
+     * published may have missed it, so wait for it and look again */
+    if (flock(lock_fd, LOCK_EX) != 0)
+        goto out;
+    if (g_shared != NULL &&
+        __atomic_load_n(&g_shared->m.cache_bytes, __ATOMIC_RELAXED) <=
+            g_cfg.cache_max_size)
+        goto out;
     if (cache_walk(evict_entry, &l) != 0)
         goto out;
     qsort(l.items, l.n, sizeof(*l.items), evict_order);
@@ -2520,6 +2528,7 @@ static void verify_entry(struct cache_entry *e, void *ctx)
 
     if (!is_object_name(e->name))
         return;
+    memset(&m, 0, sizeof(m));
     bad[1]++;
     fd = open(e->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -4400,6 +4409,7 @@ static void accept_loop(void)
     signal_catch(SIGHUP);
     signal_catch(SIGUSR1);
     proctitle_set("offload: accepting on %d address(es)", g_nlisten_fd);
+    g_got_sigchld = 1;  /* the cache scan may have ended before the handler */
     for (i = 0; i < g_nlisten_fd; i++) {
         pfds[i].fd = g_listen_fd[i];
         pfds[i].events = POLLIN;
@@ -4517,6 +4527,9 @@ static void usage(FILE *out)
             "  -t        check the settings and exit (0 when good)\n"
             "  -F        stay in the foreground, log to stderr\n"
             "  --cgi     answer one request as a CGI program\n"
+            "  --cache-list, --cache-verify, --cache-purge PATH, "
+            "--cache-purge-all\n"
+            "            list, check (CRC-32) or remove cached objects\n"
             "  --help, --version\n"
             "settings (flag / config-file name):\n",
             g_progname);
