@@ -287,11 +287,12 @@ class Demo:
                 "offload daemon: MISS",
                 "download 1: the daemon logged %r, not one MISS" % statuses)
             ok &= self.check(
-                len(heads) == 1 and len(gets) == 1 and bypass_ok and
+                len(heads) == 2 and len(gets) == 1 and bypass_ok and
                 gets[0]["status"] == "200" and
                 gets[0]["bytes"] == str(BIG_SIZE),
-                "base: one HEAD and one GET of the body from the offload "
-                "host, both with X-Mod-Offload-Bypass",
+                "base: a HEAD, one GET of the body, and a HEAD to confirm "
+                "the version before the last bytes, all from the offload "
+                "host with X-Mod-Offload-Bypass",
                 "download 1: the base saw %d HEAD and %d GET from the offload "
                 "host (bypass header on all: %s)"
                 % (len(heads), len(gets), bypass_ok))

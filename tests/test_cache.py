@@ -119,9 +119,9 @@ def test_startup_scan_removes_leftovers(apache_factory, daemon_factory):
         with open(p, "w") as f:
             f.write("x")
     daemon.start()
-    assert wait_for(lambda: "leftovers removed" in daemon.log_text())
-    m = re.search(r"1 objects, %d bytes; (\d+) leftovers removed" % (MB + META),
-                  daemon.log_text())
+    scanned = r"1 objects, %d bytes; (\d+) leftovers removed" % (MB + META)
+    assert wait_for(lambda: re.search(scanned, daemon.log_text()))
+    m = re.search(scanned, daemon.log_text())
     # the three above and the damaged object (lock files stay)
     assert m and int(m.group(1)) == 4
     for p in leftovers + [damaged]:
