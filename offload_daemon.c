@@ -1052,6 +1052,7 @@ static int base_url_parse(const char *url, struct settings *cfg,
                           const char **why)
 {
     const char *h, *hend, *path;
+    char prefix[OFFLOAD_MAX_PATH];
     size_t hl;
 
     if (copy_string(cfg->base_url, sizeof(cfg->base_url), url) != 0) {
@@ -1083,7 +1084,8 @@ static int base_url_parse(const char *url, struct settings *cfg,
     strcpy(cfg->base_port, "80");
     if (h[0] == '[') {
         hend = memchr(h, ']', hl);
-        if (hend == NULL || hend == h + 1) {
+        if (hend == NULL || hend == h + 1 ||
+            (size_t)(hend - h - 1) >= sizeof(cfg->base_host)) {
             *why = "has a malformed IPv6 address";
             return -1;
         }
@@ -1123,6 +1125,12 @@ static int base_url_parse(const char *url, struct settings *cfg,
     }
     if (copy_string(cfg->base_prefix, sizeof(cfg->base_prefix), path) != 0) {
         *why = "too long";
+        return -1;
+    }
+    if (path[0] != '\0' &&
+        path_sanitize(path, prefix, sizeof(prefix)) == NULL) {
+        /* it goes into every request line sent to the base */
+        *why = "has a malformed or unsafe path";
         return -1;
     }
     hl = strlen(cfg->base_prefix);

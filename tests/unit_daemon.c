@@ -249,6 +249,15 @@ static void test_settings(void)
     CHECK(base_url_parse("http://u@x", &s, &why) != 0);
     CHECK(base_url_parse("http://x/?q", &s, &why) != 0);
     CHECK(base_url_parse("http://x y", &s, &why) != 0);
+    CHECK(base_url_parse("http://127.0.0.1/a b", &s, &why) != 0);
+    CHECK(base_url_parse("http://127.0.0.1/a\rb", &s, &why) != 0);
+    CHECK(base_url_parse("http://127.0.0.1/a/../b", &s, &why) != 0);
+    {
+        char url[400] = "http://[";
+        memset(url + 8, '1', 270);
+        strcpy(url + 278, "]/");
+        CHECK(base_url_parse(url, &s, &why) != 0);
+    }
 
     CHECK(listen_parse("127.0.0.1:8081", &ls) == 0 &&
           strcmp(ls.host, "127.0.0.1") == 0 && strcmp(ls.port, "8081") == 0);
