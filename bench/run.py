@@ -35,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -243,6 +244,82 @@ def wait_tree_idle(root, timeout=20.0):
             return True
         time.sleep(0.1)
     return False
+
+
+class OtherLoad:
+    """CPU time used by processes outside this run (other tests on the
+    machine), sampled from /proc/*/stat once a second and summed per
+    section. A lower bound: processes born and gone between two samples
+    are missed."""
+
+    def __init__(self):
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.section = None
+        self.cpu = {}           # section -> CPU seconds of other processes
+        self.wall = {}          # section -> seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _times():
+        out = {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            rest = st[st.rindex(")") + 2:].split()
+            out[int(d)] = (int(rest[1]), int(rest[11]) + int(rest[12]))
+        return out
+
+    def _run(self):
+        me = os.getpid()
+        prev, t_prev = self._times(), time.monotonic()
+        while not self._stop.wait(1.0):
+            cur, t = self._times(), time.monotonic()
+            # our processes: this script and everything below it
+            kids = {}
+            for pid, (ppid, _) in cur.items():
+                kids.setdefault(ppid, []).append(pid)
+            ours, todo = set(), [me]
+            while todo:
+                q = todo.pop()
+                ours.add(q)
+                todo.extend(kids.get(q, ()))
+            used = 0
+            for pid, (_, ticks) in cur.items():
+                if pid in ours:
+                    continue
+                used += ticks - prev[pid][1] if pid in prev else 0
+            sec = self.section
+            if sec is not None:
+                self.cpu[sec] = self.cpu.get(sec, 0.0) + used / self.tick
+                self.wall[sec] = self.wall.get(sec, 0.0) + (t - t_prev)
+            prev, t_prev = cur, t
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+
+    def notes(self):
+        """One line per section where others used over 5% of the CPUs."""
+        ncpu = os.cpu_count() or 1
+        out = []
+        for sec, cpu in self.cpu.items():
+            wall = self.wall.get(sec, 0.0)
+            if wall > 0 and cpu / (wall * ncpu) > 0.05:
+                out.append("other processes on the machine used at least "
+                           "%.0f CPU-seconds during %s (%.0f%% of %d cores "
+                           "over %.0f s): its figures may be disturbed"
+                           % (cpu, sec, 100 * cpu / (wall * ncpu), ncpu,
+                              wall))
+        return out
 
 
 # ---- clients -------------------------------------------------------------
@@ -1321,9 +1398,15 @@ def meaning(b, rows):
         bad = [r for r in rs if r.verdict != "met"]
         return rs, bad
 
+    def wide(st):
+        return st.med > 0 and (st.hi - st.lo) / st.med > 0.3
+
     def fig(r):
-        return "%s: %s %s, %s" % (r.what, num(r.ours.med), r.unit,
-                                  fmt_ratio(ratio(r.ours, r.anchor)))
+        return "%s: %s %s, %s%s" % (
+            r.what, num(r.ours.med), r.unit,
+            fmt_ratio(ratio(r.ours, r.anchor)),
+            " (min–max over 30%% of the median: disturbed?)"
+            if wide(r.ours) or wide(r.anchor) else "")
 
     names = {"1": "Hot hits (≥0.95× nginx static at 4 and 16 clients)",
              "2": "Cold miss shared (1.00× the file, first bytes within "
@@ -1548,6 +1631,8 @@ def main():
     only = set(args.only.split(","))
     b = Bench(prof, args.quick)
     start = time.monotonic()
+    load = OtherLoad()
+    load.start()
     try:
         b.start()
         for name, fn in (("hot", b.bench_hot), ("cold", b.bench_cold),
@@ -1556,7 +1641,11 @@ def main():
                          ("memory", b.bench_memory),
                          ("module", b.bench_module)):
             if name in only:
+                load.section = {"hot": "§1", "cold": "§2", "scaling": "§6",
+                                "small": "§3", "memory": "§4",
+                                "module": "§5"}[name]
                 fn()
+                load.section = None
         b.check_logs()
     except KeyboardInterrupt:
         say("interrupted: stopping the servers")
@@ -1570,6 +1659,8 @@ def main():
                 shutil.rmtree(os.path.join(b.run_dir, sub),
                               ignore_errors=True)
     elapsed = time.monotonic() - start
+    load.stop()
+    b.notes.extend(load.notes())
     rows = build_rows(b)
     plots = plot(b, gnuplot_terminal())
     write_doc(b, rows, plots, elapsed)
