@@ -78,6 +78,11 @@ DEPS_PACKAGES = gcc make apache2 apache2-dev zlib1g-dev curl python3 \
 BENCH_PACKAGES = nginx-light wrk gnuplot-nox apache2-utils
 
 PYTEST_ARGS ?=
+TEST_PATHS ?= tests
+# After the whole suite, `make test` runs these again against a daemon
+# built with ASan and UBSan (SANITIZED_SUBSET= skips it; `make test
+# SANITIZE=1` runs everything that way).
+SANITIZED_SUBSET ?= tests/test_hardening.py tests/test_faults.py
 
 .PHONY: all install test unit demo clean deps bench-deps bench fuzz \
         fuzz-build fuzz-regress valgrind FORCE
@@ -107,7 +112,7 @@ unit: $(UNIT)
 test: deps all $(UNIT)
 	rm -rf $(SAN_LOG_DIR) && mkdir -p $(SAN_LOG_DIR) && touch $(SAN_LOG_DIR).start
 	$(SAN_ENV) ./$(UNIT)
-	$(SAN_ENV) $(PYTHON) -m pytest -ra $(PYTEST_ARGS) tests
+	$(SAN_ENV) $(PYTHON) -m pytest -ra $(PYTEST_ARGS) $(TEST_PATHS)
 	@if [ -n "$$(ls -A $(SAN_LOG_DIR))" ]; then \
 	    echo "sanitizer reports in $(SAN_LOG_DIR):"; \
 	    cat $(SAN_LOG_DIR)/*; exit 1; fi
@@ -115,6 +120,13 @@ test: deps all $(UNIT)
 	    -newer $(SAN_LOG_DIR).start -exec grep -lE \
 	    'runtime error:|AddressSanitizer|LeakSanitizer' {} + | grep .; then \
 	    echo "sanitizer reports in the logs above"; exit 1; fi
+ifneq ($(SANITIZE),1)
+ifneq ($(SANITIZED_SUBSET),)
+	@echo "again against an ASan+UBSan daemon: $(SANITIZED_SUBSET)"
+	$(MAKE) SANITIZE=1 TEST_PATHS="$(SANITIZED_SUBSET)" test
+	$(MAKE) $(DAEMON)
+endif
+endif
 
 demo: deps all
 	$(PYTHON) tests/demo.py $(if $(DEMO_ONESHOT),--oneshot)
