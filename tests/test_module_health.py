@@ -14,6 +14,7 @@ import re
 import signal
 import threading
 import time
+import subprocess
 import urllib.parse
 
 import harness
@@ -418,3 +419,56 @@ def _try_status(a):
         return status_auto(a)[0]
     except (OSError, http.client.HTTPException, AssertionError):
         return None
+
+
+# ---- with real offload daemons ---------------------------------------------
+
+def test_health_checks_against_real_daemons(apache_factory, daemon_factory):
+    """Two real offload_daemons as the offload hosts: the module checks
+    their /offload-status; a stopped daemon's files go to the other and
+    come back when it is started again; downloads through the redirect
+    stay correct throughout."""
+    a = apache_factory(status_conf(), start=False,
+                       log_level="warn offload:notice")
+    paths = ["/r%02d.bin" % i for i in range(24)]
+    digests = {p: harness.write_file(a.docroot + p, 20000 + i)
+               for i, p in enumerate(paths)}
+    d1 = daemon_factory(a.base_url)
+    d2 = daemon_factory(a.base_url)
+    a.conf_extra += """
+OffloadHealthCheck On
+OffloadHealthCheckInterval {i}
+OffloadEngine On
+OffloadMinSize 0
+OffloadHost 127.0.0.1:{p1}
+OffloadHost 127.0.0.1:{p2}
+""".format(i=INTERVAL, p1=d1.port, p2=d2.port)
+    a.start()
+    up = lambda: (len(status_auto(a)[1]) == 2 and
+                  all(h.get("state") == "up"
+                      for h in status_auto(a)[1].values()))
+    assert wait_for(up, 3 * INTERVAL)
+    before = hosts_of(a, paths)
+    on_1 = [p for p in paths if before[p] == d1.address]
+    on_2 = [p for p in paths if before[p] == d2.address]
+    assert on_1 and on_2 and len(on_1) + len(on_2) == len(paths)
+
+    def download(p):
+        """curl -L from [::1]: the 302, then the daemon; sha256 checked."""
+        out = os.path.join(a.run_dir, "dl.bin")
+        rc = subprocess.run(["curl", "-sS", "-L", "-o", out, a.url6(p)]).returncode
+        return rc == 0 and harness.sha256_file(out) == digests[p]
+
+    assert all(download(p) for p in on_1[:2] + on_2[:2])
+    d1.stop()
+    assert wait_for(lambda: all(v == d2.address for v in
+                                hosts_of(a, on_1).values()),
+                    2 * INTERVAL + 0.5)
+    assert hosts_of(a, on_2) == {p: d2.address for p in on_2}
+    assert download(on_1[0])
+    d1.start()
+    assert wait_for(lambda: hosts_of(a, paths) == before, 2 * INTERVAL + 0.5)
+    assert download(on_1[1])
+    log = a.error_log_text()
+    assert "%s failed its health check" % d1.address in log
+    assert "%s passed its health check: in use again" % d1.address in log
