@@ -42,7 +42,11 @@ def apache_factory(run_dir):
     texts = []
     for a in started:
         a.stop()
-        texts.append(a.error_log_text())
+        # only where the module runs: Debian's 2.4 event MPM now and then
+        # loses a worker to a signal when stopped with connections open
+        # (seen without mod_offload loaded, about once in twenty stops)
+        if a.offload:
+            texts.append(a.error_log_text())
     for t in texts:
         m = CRASH_PATTERNS.search(t)
         assert m is None, "Apache error log shows a crash: %s" % m.group(0)

@@ -221,7 +221,6 @@ class Apache:
             "ThreadsPerChild 25",
             "MaxRequestWorkers 100",
             "Timeout 30",
-            "GracefulShutdownTimeout 3",
             self.mpm_conf,
             "DocumentRoot %s" % self.docroot,
             "<Directory />",
@@ -264,16 +263,7 @@ class Apache:
         return self
 
     def stop(self):
-        """Graceful stop (SIGWINCH: workers finish what they serve), then
-        SIGTERM if it takes long. A plain SIGTERM while connections are
-        open now and then leaves a worker dying on a signal in Debian's
-        2.4 event MPM, which would look like a crash of the module."""
         if self.proc is not None:
-            try:
-                os.kill(self.proc.pid, signal.SIGWINCH)
-                self.proc.wait(timeout=5)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
             _stop_pid(self.proc.pid, self.proc)
             self.proc = None
 
