@@ -562,23 +562,41 @@ static int is_field_char(int c)
 }
 
 /* Does the comma-separated token list in value contain token? */
-static int header_has_token(const char *value, const char *token)
+/*
+ * Step through a comma-separated header list (RFC 9110 5.6.1): finds the
+ * next non-empty element at or after p, without its surrounding blanks.
+ * Returns the position after it (pass it back for the next one) with
+ * *start and *len set, or NULL when there is none.
+ */
+static const char *list_next(const char *p, const char **start, size_t *len)
 {
-    size_t tl = strlen(token);
-    const char *p = value;
+    const char *end;
 
-    while (*p) {
-        const char *start, *end;
-
+    for (;;) {
         while (*p == ' ' || *p == '\t' || *p == ',')
             p++;
-        start = p;
+        if (*p == '\0')
+            return NULL;
+        *start = p;
         while (*p && *p != ',')
             p++;
         end = p;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+        while (end > *start && (end[-1] == ' ' || end[-1] == '\t'))
             end--;
-        if ((size_t)(end - start) == tl && strncasecmp(start, token, tl) == 0)
+        *len = (size_t)(end - *start);
+        if (*len > 0)
+            return p;
+    }
+}
+
+/* Does the comma-separated token list in value contain token? */
+static int header_has_token(const char *value, const char *token)
+{
+    size_t tl = strlen(token), len;
+    const char *p = value, *start;
+
+    while ((p = list_next(p, &start, &len)) != NULL) {
+        if (len == tl && strncasecmp(start, token, tl) == 0)
             return 1;
     }
     return 0;
@@ -972,28 +990,19 @@ static int if_range_matches(const char *if_range, const char *etag,
 /* Does an If-None-Match list match etag (weak comparison)? */
 static int if_none_match_matches(const char *list, const char *etag)
 {
-    const char *want = etag_opaque(etag);
-    size_t wl = strlen(want);
-    const char *p = list;
+    const char *want = etag_opaque(etag), *p = list, *start;
+    size_t wl = strlen(want), len;
 
     if (*etag == '\0')
         return 0;
-    while (*p) {
-        const char *start, *end;
-
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        start = p;
-        while (*p && *p != ',')
-            p++;
-        end = p;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        if (end - start == 1 && *start == '*')
+    while ((p = list_next(p, &start, &len)) != NULL) {
+        if (len == 1 && *start == '*')
             return 1;
-        if (end - start > 2 && strncmp(start, "W/", 2) == 0)
+        if (len > 2 && strncmp(start, "W/", 2) == 0) {
             start += 2;
-        if ((size_t)(end - start) == wl && strncmp(start, want, wl) == 0)
+            len -= 2;
+        }
+        if (len == wl && strncmp(start, want, wl) == 0)
             return 1;
     }
     return 0;

@@ -178,6 +178,11 @@ static void test_validators(void)
     CHECK(if_none_match_matches("\"x\", W/\"abc\"", "\"abc\""));
     CHECK(if_none_match_matches("*", "\"abc\""));
     CHECK(!if_none_match_matches("\"abcd\"", "\"abc\""));
+    CHECK(if_none_match_matches(" , ,W/\"abc\" ,", "\"abc\""));
+    CHECK(!if_none_match_matches("", "\"abc\""));
+    CHECK(header_has_token("Keep-Alive, , close ", "close"));
+    CHECK(header_has_token("upgrade,keep-alive", "Keep-Alive"));
+    CHECK(!header_has_token("closed, xclose", "close"));
     CHECK(http_date_parse(lm) == 1795321491);
     CHECK(http_date_parse("Sunday, 22-Nov-26 04:24:51 GMT") == 1795321491);
     CHECK(http_date_parse("Sun Nov 22 04:24:51 2026") == 1795321491);
