@@ -561,7 +561,6 @@ static int is_field_char(int c)
     return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
 
-/* Does the comma-separated token list in value contain token? */
 /*
  * Step through a comma-separated header list (RFC 9110 5.6.1): finds the
  * next non-empty element at or after p, without its surrounding blanks.
