@@ -233,6 +233,17 @@
 #define OFFLOAD_IO_BUFFER (64 * 1024)
 #endif
 
+/* TCP_NOTSENT_LOWAT of client connections (NotSentLowat): how many
+ * bytes the kernel keeps queued but unsent for one client. */
+#ifndef OFFLOAD_DEFAULT_NOTSENT_LOWAT
+#define OFFLOAD_DEFAULT_NOTSENT_LOWAT (2 * 1024 * 1024)
+#endif
+
+/* The largest NotSentLowat accepted. */
+#ifndef OFFLOAD_MAX_NOTSENT_LOWAT
+#define OFFLOAD_MAX_NOTSENT_LOWAT (64 * 1024 * 1024)
+#endif
+
 /* Largest single sendfile() call towards a client. */
 #ifndef OFFLOAD_SENDFILE_CHUNK
 #define OFFLOAD_SENDFILE_CHUNK (1024 * 1024)

@@ -141,6 +141,7 @@ struct settings {
     long long cache_max_size;      /* bytes; 0 = no cap */
     int serve_stale;               /* ServeStaleOnError */
     int validate_interval;         /* seconds; 0 = HEAD on every request */
+    int notsent_lowat;             /* bytes; 0 = the kernel's default */
     char status_path[256];         /* metrics and health; empty = off */
     struct cidr status_allow[OFFLOAD_MAX_TRUSTED_PROXIES];
     int nstatus_allow;
@@ -1484,6 +1485,20 @@ static int set_validate_interval(struct settings *c, const char *v,
     return set_number(&c->validate_interval, v, 0, 86400, why);
 }
 
+static int set_notsent_lowat(struct settings *c, const char *v,
+                             const char **why)
+{
+    long long n = parse_size(v);
+
+    if (n < 0 || n > OFFLOAD_MAX_NOTSENT_LOWAT) {
+        *why = "expected a size from 0 to 64M: a number, optionally with "
+               "K or M";
+        return -1;
+    }
+    c->notsent_lowat = (int)n;
+    return 0;
+}
+
 static int set_status_path(struct settings *c, const char *v, const char **why)
 {
     if (strcasecmp(v, "Off") == 0) {
@@ -1530,6 +1545,7 @@ static const struct setting_def g_setting_defs[] = {
     {"CacheMaxSize", "--cache-max-size", 0, set_cache_max_size},
     {"ServeStaleOnError", "--serve-stale-on-error", 0, set_serve_stale},
     {"ValidateInterval", "--validate-interval", 0, set_validate_interval},
+    {"NotSentLowat", "--notsent-lowat", 0, set_notsent_lowat},
     {"StatusPath", "--status-path", 0, set_status_path},
     {"StatusAllow", "--status-allow", 1, set_status_allow},
 };
@@ -1545,6 +1561,7 @@ static void settings_defaults(struct settings *c)
     c->dupe_status = OFFLOAD_DEFAULT_DUPE_STATUS;
     c->robots_txt = 1;
     c->serve_stale = 1;
+    c->notsent_lowat = OFFLOAD_DEFAULT_NOTSENT_LOWAT;
     copy_string(c->cache_dir, sizeof(c->cache_dir), OFFLOAD_DEFAULT_CACHE_DIR);
     copy_string(c->status_path, sizeof(c->status_path),
                 OFFLOAD_DEFAULT_STATUS_PATH);
@@ -4146,6 +4163,13 @@ static void serve_connection(int cfd, const char *client_addr)
 
     socket_set_timeouts(cfd, g_cfg.timeout);
     setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* A slow client would otherwise have the kernel queue up to
+     * tcp_wmem's maximum (4 MiB) of unsent file pages for it; sendfile()
+     * now waits until less than this much is unsent. What is in flight
+     * is not limited, so a fast, distant client keeps its window full. */
+    if (g_cfg.notsent_lowat > 0)
+        setsockopt(cfd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &g_cfg.notsent_lowat,
+                   sizeof(g_cfg.notsent_lowat));
     rq.len = 0;
     for (count = 0; count < OFFLOAD_MAX_KEEPALIVE_REQUESTS; count++) {
         int rc;

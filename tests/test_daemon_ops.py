@@ -87,6 +87,8 @@ def test_config_file_errors_name_file_and_line(run_dir, base):
         ("TrustedProxy 10.0.0.0/33\n", 4, "TrustedProxy 10.0.0.0/33"),
         ("BaseURL https://x\n", 4, "BaseURL https://x: https is not supported"),
         ("MaxClients\n", 4, "MaxClients needs a value"),
+        ("NotSentLowat 65M\n", 4, "NotSentLowat 65M: expected a size"),
+        ("NotSentLowat -1\n", 4, "NotSentLowat -1: expected a size"),
     ]
     for extra, line, message in cases:
         conf = write_conf(os.path.join(run_dir, "bad.conf"),
@@ -111,6 +113,7 @@ def test_config_file_errors_name_file_and_line(run_dir, base):
                       good + "Listen 127.0.0.1:1\nListen [::1]:1\n"
                       "MaxDupeDownloads 2\nDupeStatus 503\nRobotsTxt Off\n"
                       "TrustedProxy 10.0.0.0/8\nTrustedProxy 2001:db8::/32\n"
+                      "NotSentLowat 256K\n"
                       'AccessLog "%s/a.log"\n' % run_dir)
     rc, out = check("-f", conf)
     assert rc == 0 and "configuration OK" in out
@@ -319,6 +322,55 @@ def test_max_clients_answers_503_at_once(base, daemon_factory):
     for s in idle:
         s.close()
     assert wait_for(lambda: fetch(daemon, "/m.bin")[0] == 200)
+
+
+def send_queue(port):
+    """Bytes in the send queue of the daemon's end of the one established
+    connection from its port (/proc/net/tcp's tx_queue), or None."""
+    found = []
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if state == "01" and int(local.split(":")[1], 16) == port:
+                found.append(int(fields[4].split(":")[0], 16))
+    return found[0] if len(found) == 1 else None
+
+
+def stalled_queue(daemon, path):
+    """Ask for path, read nothing, and return the daemon's send queue
+    once it has stopped growing."""
+    s = socket.create_connection((daemon.host, daemon.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    try:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path).encode())
+        last, steady = -1, 0
+        for _ in range(100):
+            time.sleep(0.1)
+            q = send_queue(daemon.port)
+            steady = steady + 1 if q == last else 0
+            last = q
+            if q and steady >= 5:
+                break
+        return last
+    finally:
+        s.close()
+
+
+def test_notsent_lowat_bounds_what_a_stalled_client_holds(base, daemon_factory):
+    """A client that stops reading holds at most NotSentLowat (plus one
+    segment) of unsent data in the kernel; with 0, the kernel's own
+    limit (several MiB) applies."""
+    harness.write_file(os.path.join(base.docroot, "q.bin"), 64 * MB)
+    bounded = daemon_factory(base.base_url, args=["--notsent-lowat", "256K"])
+    kernel = daemon_factory(base.base_url, args=["--notsent-lowat", "0"])
+    for d in (bounded, kernel):
+        status, _h, body = fetch(d, "/q.bin")   # cached: the hit path
+        assert status == 200 and len(body) == 64 * MB
+        assert wait_for(lambda: children(d.proc.pid) == [])
+    assert stalled_queue(bounded, "/q.bin") <= 256 * 1024 + 128 * 1024
+    assert stalled_queue(kernel, "/q.bin") > 1024 * 1024
 
 
 # ---------------------------------------------------------------- other modes
