@@ -228,6 +228,12 @@
 #define OFFLOAD_MAX_CACHE_DIR 1024
 #endif
 
+/* How much of a metadata block a hit reads first: the block's text is
+ * usually shorter; a longer one is read whole. */
+#ifndef OFFLOAD_META_FIRST_READ
+#define OFFLOAD_META_FIRST_READ 1024
+#endif
+
 /* Copy buffer between the base and the cache file. */
 #ifndef OFFLOAD_IO_BUFFER
 #define OFFLOAD_IO_BUFFER (64 * 1024)

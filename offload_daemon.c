@@ -72,6 +72,14 @@
  * writes fewer stack pages (memory per download). */
 #define NOINLINE __attribute__((noinline))
 
+/* For the static state a child writes on every request: each such
+ * structure keeps what a request writes at its start, so that aligned
+ * it costs one page, wherever the linker would have put it. */
+#define PAGE_ALIGNED __attribute__((aligned(4096)))
+
+_Static_assert(OFFLOAD_META_FIRST_READ <= OFFLOAD_META_SIZE,
+               "OFFLOAD_META_FIRST_READ must not exceed OFFLOAD_META_SIZE");
+
 /* Cache status words for the access log. */
 #define CS_HIT "HIT"
 #define CS_MISS "MISS"
@@ -171,54 +179,68 @@ struct request {
     const char *cache_status;
     struct timespec started;
     char request_line[512];
+    char path[OFFLOAD_MAX_PATH + 1];  /* the target, checked and decoded */
     char buf[OFFLOAD_MAX_HEADER_BLOCK + 1]; /* last: pages touched as used */
 };
 
-/* The head of a response from the base server. */
+/* The head of a response from the base server. The fields come before
+ * the buffer and hold short values at their starts, so that what a HEAD
+ * answer writes fits in one page (memory per download). */
 struct base_response {
     size_t len;          /* bytes in buf (may include the start of a body) */
     size_t head_len;
     int status;
+    int www_authenticate;
+    int keep_alive;
+    int chunked;
     long long content_length;      /* -1 when absent */
     char etag[OFFLOAD_MAX_VALIDATOR];
     char last_modified[OFFLOAD_MAX_VALIDATOR];
     char content_type[OFFLOAD_MAX_VALIDATOR];
     char content_range[OFFLOAD_MAX_VALIDATOR];
     char location[OFFLOAD_MAX_PATH];
-    int www_authenticate;
-    int keep_alive;
-    int chunked;
     char buf[OFFLOAD_MAX_HEADER_BLOCK + 1]; /* last: pages touched as used */
 };
 
 /* What identifies one version of one file: stored in a cache file's
- * metadata block and compared with the base's answer to HEAD. */
+ * metadata block and compared with the base's answer to HEAD. The long
+ * key is last: its unused tail is then the only gap (see meta_clear). */
 struct object_meta {
-    char key[OFFLOAD_MAX_PATH + 300];
-    char etag[OFFLOAD_MAX_VALIDATOR];
-    char last_modified[OFFLOAD_MAX_VALIDATOR];
-    char content_type[OFFLOAD_MAX_VALIDATOR];
     long long length;
     unsigned long crc32;
     int complete;
     int abandoned;       /* the fetch stopped for a local reason (disk) */
+    char etag[OFFLOAD_MAX_VALIDATOR];
+    char last_modified[OFFLOAD_MAX_VALIDATOR];
+    char content_type[OFFLOAD_MAX_VALIDATOR];
+    char key[OFFLOAD_MAX_PATH + 300];
 };
 
-/* A cache object: its file names and, once opened, its data. */
+/* Room for an object's key and its four file names, one after another. */
+#define OBJECT_KEY_MAX (OFFLOAD_MAX_PATH + 300)
+#define OBJECT_DIR_MAX (OFFLOAD_MAX_CACHE_DIR + 8)
+#define OBJECT_NAMES_SIZE (OBJECT_KEY_MAX + 4 * (OFFLOAD_MAX_CACHE_DIR + 40))
+
+/* A cache object: its file names and, once opened, its data. The names
+ * are packed into one buffer, so that the few hundred bytes they take
+ * are written to one page rather than to five arrays' worth. */
 struct object {
-    char key[OFFLOAD_MAX_PATH + 300];
-    char dir[OFFLOAD_MAX_CACHE_DIR + 8];
-    char path[OFFLOAD_MAX_CACHE_DIR + 32];      /* complete copy */
-    char part_path[OFFLOAD_MAX_CACHE_DIR + 40]; /* copy being fetched */
-    char lock_path[OFFLOAD_MAX_CACHE_DIR + 40]; /* flock()ed by the fetcher */
     uint64_t hash;                 /* the name, as a number */
     int fd;                        /* open copy, -1 if none */
-    off_t data_offset;             /* where the body starts in fd */
     int lock_fd;                   /* readers' own descriptor of the lock */
     int notify_fd;                 /* inotify watch on a growing fd */
     int growing;                   /* fd is a .part still being written */
     int stale;                     /* served without the base's word */
+    off_t data_offset;             /* where the body starts in fd */
+    time_t used, validated;        /* a complete copy's atime and mtime */
+    char *key;                     /* base authority + base_path */
+    const char *base_path;         /* the path asked of the base */
+    char *dir;                     /* CACHEDIR/ab/cd */
+    char *path;                    /* complete copy */
+    char *part_path;               /* copy being fetched */
+    char *lock_path;               /* flock()ed by the fetcher */
     struct object_meta meta;
+    char names[OBJECT_NAMES_SIZE]; /* what key .. lock_path point into */
 };
 
 /* Status codes counted one by one in the metrics; others as "other". */
@@ -302,7 +324,6 @@ static int relay_rest(int cfd, struct request *rq, const struct object *obj,
 static void config_reload(void);
 static int logs_open(void);
 static void pid_file_release(void);
-static int g_active_children;                 /* parent: live children */
 static int g_base_fd = -1;                    /* child: kept-alive base */
 static uint64_t *g_cache_errors;              /* shared: objects whose cache
                                                  error was logged */
@@ -392,6 +413,40 @@ static int write_all(int fd, const void *buf, size_t len)
         }
         p += n;
         len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Write all of iov[0..n-1] (which it consumes). With more, on a socket,
+ * tell the kernel that more follows at once (MSG_MORE), so that small
+ * pieces leave in one packet with what comes next. Returns 0 or -1. */
+static int writev_all(int fd, struct iovec *iov, int n, int more)
+{
+    while (n > 0) {
+        struct msghdr msg = {0};
+        ssize_t done;
+
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)n;
+        done = more ? sendmsg(fd, &msg, MSG_MORE) : writev(fd, iov, n);
+        if (done < 0) {
+            if (errno == EINTR)
+                continue;
+            if (more && errno == ENOTSOCK) {
+                more = 0;
+                continue;
+            }
+            return -1;
+        }
+        while (n > 0 && (size_t)done >= iov->iov_len) {
+            done -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + done;
+            iov->iov_len -= (size_t)done;
+        }
     }
     return 0;
 }
@@ -1774,33 +1829,73 @@ static uint64_t hash64(const char *s, size_t len)
     return (uint64_t)(crc & 0xffffffffUL) << 32 | (adler & 0xffffffffUL);
 }
 
+/* Empty m: no validators, length -1. Only the first byte of each string
+ * is written, so that a child touches the pages it uses and no more
+ * (a memset() would dirty all of the 3 KiB; memory per download). */
+static void meta_clear(struct object_meta *m)
+{
+    m->length = -1;
+    m->crc32 = 0;
+    m->complete = m->abandoned = 0;
+    m->etag[0] = m->last_modified[0] = m->content_type[0] = m->key[0] = '\0';
+}
+
+/* Write the first len bytes of a, then b and c, and a NUL at dst (which
+ * has room). Returns the byte after the NUL. */
+static char *name_join(char *dst, const char *a, size_t len, const char *b,
+                       const char *c)
+{
+    size_t lb = strlen(b), lc = strlen(c);
+
+    memmove(dst, a, len);
+    memcpy(dst + len, b, lb);
+    memcpy(dst + len + lb, c, lc);
+    dst[len + lb + lc] = '\0';
+    return dst + len + lb + lc + 1;
+}
+
 /*
- * Fill obj's key and file names for a path (as asked of the base).
- * The name is crc32 and adler32 of the key; a collision only makes two
- * objects share a slot (the key in the metadata tells them apart).
- * Returns 0, or -1 if a name would not fit.
+ * Fill obj's key and file names for the path prefix + path, as asked of
+ * the base (obj->base_path then points to it, inside the key). The name
+ * is crc32 and adler32 of the key; a collision only makes two objects
+ * share a slot (the key in the metadata tells them apart). Returns 0, or
+ * -1 if the path is longer than OFFLOAD_MAX_PATH or a name would not fit.
  */
-static int cache_object_init(struct object *obj, const char *path)
+static int cache_object_init(struct object *obj, const char *prefix,
+                             const char *path)
 {
     char hex[HEX_KEY_LEN + 1];
+    char *p = obj->names;
+    size_t alen = strlen(g_cfg.base_authority);
     int n;
 
-    memset(obj, 0, sizeof(*obj));
     obj->fd = obj->lock_fd = obj->notify_fd = -1;
+    obj->growing = obj->stale = 0;
+    obj->used = obj->validated = 0;
     obj->data_offset = OFFLOAD_META_SIZE;
-    n = snprintf(obj->key, sizeof(obj->key), "%s%s", g_cfg.base_authority,
+    meta_clear(&obj->meta);
+    n = snprintf(p, OBJECT_KEY_MAX, "%s%s%s", g_cfg.base_authority, prefix,
                  path);
-    if (n < 0 || (size_t)n >= sizeof(obj->key))
+    if (n < 0 || n >= OBJECT_KEY_MAX || (size_t)n - alen > OFFLOAD_MAX_PATH)
         return -1;
+    obj->key = p;
+    obj->base_path = p + alen;
+    p += n + 1;
     obj->hash = hash64(obj->key, (size_t)n);
     snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)obj->hash);
-    n = snprintf(obj->dir, sizeof(obj->dir), "%s/%.2s/%.2s", g_cfg.cache_dir,
-                 hex, hex + 2);
-    if (n < 0 || (size_t)n >= sizeof(obj->dir))
+    n = snprintf(p, OBJECT_DIR_MAX, "%s/%.2s/%.2s", g_cfg.cache_dir, hex,
+                 hex + 2);
+    if (n < 0 || n >= OBJECT_DIR_MAX)
         return -1;
-    snprintf(obj->path, sizeof(obj->path), "%s/%s", obj->dir, hex);
-    snprintf(obj->part_path, sizeof(obj->part_path), "%s.part", obj->path);
-    snprintf(obj->lock_path, sizeof(obj->lock_path), "%s.lock", obj->path);
+    obj->dir = p;
+    p += n + 1;
+    /* the rest is bounded by the directory's length: they fit */
+    obj->path = p;
+    p = name_join(p, obj->dir, (size_t)n, "/", hex);
+    obj->part_path = p;
+    p = name_join(p, obj->path, (size_t)n + 1 + HEX_KEY_LEN, ".part", "");
+    obj->lock_path = p;
+    name_join(p, obj->path, (size_t)n + 1 + HEX_KEY_LEN, ".lock", "");
     return 0;
 }
 
@@ -1862,8 +1957,7 @@ static int meta_decode(char *block, size_t len, struct object_meta *m)
                                             sizeof(CACHE_MAGIC)) != 0 ||
         memchr(block, '\0', len) == NULL)
         return -1;
-    memset(m, 0, sizeof(*m));
-    m->length = -1;
+    meta_clear(m);
     line = block + sizeof(CACHE_MAGIC);
     for (; line != NULL && *line != '\n' && *line != '\0'; line = next) {
         char *sp;
@@ -1902,7 +1996,7 @@ static int meta_decode(char *block, size_t len, struct object_meta *m)
 static void meta_from_base(struct object_meta *m, const char *key,
                            const struct base_response *br)
 {
-    memset(m, 0, sizeof(*m));
+    meta_clear(m);
     copy_string(m->key, sizeof(m->key), key);
     copy_string(m->etag, sizeof(m->etag), br->etag);
     copy_string(m->last_modified, sizeof(m->last_modified), br->last_modified);
@@ -1924,15 +2018,30 @@ static int meta_matches(const struct object_meta *m, const char *key,
            strcmp(m->last_modified, want->last_modified) == 0;
 }
 
-/* Read and decode the metadata block of an open cache file. Returns 0,
- * or -1 if it is missing or malformed. */
-static int meta_read(int fd, struct object_meta *m)
+/* meta_read() for a block whose text is longer than its first read. */
+static NOINLINE int meta_read_whole(int fd, struct object_meta *m)
 {
     char block[OFFLOAD_META_SIZE];
     ssize_t n = pread(fd, block, sizeof(block), 0);
 
     if (n < (ssize_t)sizeof(CACHE_MAGIC))
         return -1;
+    return meta_decode(block, (size_t)n, m);
+}
+
+/* Read and decode the metadata block of an open cache file. Returns 0,
+ * or -1 if it is missing or malformed. The text is short and the rest
+ * NUL padding: reading just its start keeps a whole page of buffer out
+ * of every hit (memory per download). */
+static int meta_read(int fd, struct object_meta *m)
+{
+    char block[OFFLOAD_META_FIRST_READ];
+    ssize_t n = pread(fd, block, sizeof(block), 0);
+
+    if (n < (ssize_t)sizeof(CACHE_MAGIC))
+        return -1;
+    if (n == (ssize_t)sizeof(block) && memchr(block, '\0', sizeof(block)) == NULL)
+        return meta_read_whole(fd, m);
     return meta_decode(block, (size_t)n, m);
 }
 
@@ -1957,6 +2066,8 @@ static int cache_open_stored(struct object *obj, struct stat *st)
     }
     obj->fd = fd;
     obj->growing = 0;
+    obj->used = st->st_atime;
+    obj->validated = st->st_mtime;
     return 0;
 }
 
@@ -1964,12 +2075,17 @@ static int cache_open_stored(struct object *obj, struct stat *st)
  * Note a hit on an open complete copy: its access time is the last use
  * (eviction removes the least recently used first); when the base has
  * just confirmed it, its modification time becomes the last validation
- * (ValidateInterval counts from there).
+ * (ValidateInterval counts from there). Both count in seconds, so a copy
+ * already touched this second is left alone: a hot file then costs one
+ * inode update a second, not one per request.
  */
 static void cache_touch(const struct object *obj, int validated)
 {
     struct timespec t[2];
+    time_t now = time(NULL);
 
+    if (obj->used >= now && (!validated || obj->validated >= now))
+        return;
     t[0].tv_sec = 0;
     t[0].tv_nsec = UTIME_NOW;
     t[1].tv_sec = 0;
@@ -2627,7 +2743,7 @@ static int cache_tool(const char *tool, const char *arg)
         return 0;
     } else {
         static struct object obj;
-        char path[OFFLOAD_MAX_PATH + 1], full[2 * OFFLOAD_MAX_PATH + 2];
+        char path[OFFLOAD_MAX_PATH + 1];
 
         if (g_cfg.base_url[0] == '\0') {
             fprintf(stderr, "%s: --cache-purge needs BaseURL (--base): the "
@@ -2639,8 +2755,8 @@ static int cache_tool(const char *tool, const char *arg)
                     g_progname, arg);
             return 1;
         }
-        snprintf(full, sizeof(full), "%s%s", g_cfg.base_prefix, path);
-        if (cache_object_init(&obj, full) != 0 || unlink(obj.path) != 0) {
+        if (cache_object_init(&obj, g_cfg.base_prefix, path) != 0 ||
+            unlink(obj.path) != 0) {
             printf("not cached: %s\n", arg);
             return 1;
         }
@@ -2758,11 +2874,12 @@ static int base_connect(void)
 static int base_send(int fd, const char *method, const char *path,
                      const char *client_addr, int keep_alive, const char *extra)
 {
-    char req[OFFLOAD_MAX_PATH + 1024];
+    char rest[1536];  /* the path, up to OFFLOAD_MAX_PATH, goes on its own */
+    struct iovec iov[4];
     int n;
 
-    n = snprintf(req, sizeof(req),
-                 "%s %s HTTP/1.1\r\n"
+    n = snprintf(rest, sizeof(rest),
+                 " HTTP/1.1\r\n"
                  "Host: %s\r\n"
                  "User-Agent: " SERVER_NAME "\r\n"
                  OFFLOAD_BYPASS_HEADER ": true\r\n"
@@ -2770,13 +2887,21 @@ static int base_send(int fd, const char *method, const char *path,
                  "Via: 1.1 %s (" SERVER_NAME ")\r\n"
                  "Connection: %s\r\n"
                  "%s\r\n",
-                 method, path, g_cfg.base_authority, client_addr, g_via_host,
+                 g_cfg.base_authority, client_addr, g_via_host,
                  keep_alive ? "keep-alive" : "close", extra);
-    if (n < 0 || (size_t)n >= sizeof(req)) {
+    if (n < 0 || (size_t)n >= sizeof(rest)) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    return write_all(fd, req, (size_t)n);
+    iov[0].iov_base = (void *)method;
+    iov[0].iov_len = strlen(method);
+    iov[1].iov_base = (void *)" ";
+    iov[1].iov_len = 1;
+    iov[2].iov_base = (void *)path;
+    iov[2].iov_len = strlen(path);
+    iov[3].iov_base = rest;
+    iov[3].iov_len = (size_t)n;
+    return writev_all(fd, iov, 4, 0);
 }
 
 /* Read and parse a response head from the base. Bytes after the head
@@ -2887,31 +3012,48 @@ static const char *status_reason(int status)
 /*
  * Write a response head: status line, Date, Server, the extra header
  * lines (each ending in CRLF), Connection, and the blank line. Records
- * the status for the access log. Returns 0 or -1.
+ * the status for the access log. With body_follows (a complete copy's
+ * bytes, sent at once), the head is held back (MSG_MORE) to leave in one
+ * packet with the body's first bytes. Returns 0 or -1.
  */
-static int send_head(int cfd, struct request *rq, int status, const char *extra)
+static int send_head_as(int cfd, struct request *rq, int status,
+                        const char *extra, int body_follows)
 {
-    char head[OFFLOAD_MAX_PATH + 1024];
-    char date[64];
+    char start[192];
+    struct iovec iov[3];
     int n;
 
     rq->status = status;
     if (g_cgi) {
         /* the web server adds Date, Server and Connection */
-        n = snprintf(head, sizeof(head), "Status: %d %s\r\n%s\r\n", status,
-                     status_reason(status), extra);
-        return n < 0 || (size_t)n >= sizeof(head)
-                   ? -1 : write_all(cfd, head, (size_t)n);
+        n = snprintf(start, sizeof(start), "Status: %d %s\r\n", status,
+                     status_reason(status));
+        iov[2].iov_base = (void *)"\r\n";
+    } else {
+        char date[64];
+
+        http_date(time(NULL), date, sizeof(date));
+        n = snprintf(start, sizeof(start),
+                     "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: " SERVER_NAME
+                     "\r\n", status, status_reason(status), date);
+        iov[2].iov_base = (void *)(rq->keep_alive
+                                       ? "Connection: keep-alive\r\n\r\n"
+                                       : "Connection: close\r\n\r\n");
     }
-    http_date(time(NULL), date, sizeof(date));
-    n = snprintf(head, sizeof(head),
-                 "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: " SERVER_NAME "\r\n"
-                 "%sConnection: %s\r\n\r\n",
-                 status, status_reason(status), date, extra,
-                 rq->keep_alive ? "keep-alive" : "close");
-    if (n < 0 || (size_t)n >= sizeof(head))
+    if (n < 0 || (size_t)n >= sizeof(start))
         return -1;
-    return write_all(cfd, head, (size_t)n);
+    iov[0].iov_base = start;
+    iov[0].iov_len = (size_t)n;
+    iov[1].iov_base = (void *)extra;
+    iov[1].iov_len = strlen(extra);
+    iov[2].iov_len = strlen(iov[2].iov_base);
+    return writev_all(cfd, iov, 3, body_follows && !g_cgi);
+}
+
+/* send_head() for a response without a body that follows at once. */
+static int send_head(int cfd, struct request *rq, int status, const char *extra)
+{
+    return send_head_as(cfd, rq, status, extra, 0);
 }
 
 /*
@@ -2944,6 +3086,25 @@ static int send_error(int cfd, struct request *rq, int status,
 }
 
 /*
+ * A growing copy has no byte at off yet: wait for it. Returns 1 when it
+ * has come (go on), else what finishing from the base returned (a fetch
+ * our disk gave up on: the base has the rest), or -1. Kept out of
+ * send_object_range() with its metadata buffer, off the hit path.
+ */
+static NOINLINE int send_object_stalled(int cfd, struct request *rq,
+                                        struct object *obj, long long off,
+                                        long long last)
+{
+    struct object_meta m;
+
+    if (object_wait(obj, obj->data_offset + off + 1) == 0)
+        return 1;
+    if (meta_read(obj->fd, &m) == 0 && m.abandoned)
+        return relay_rest(cfd, rq, obj, off, last);
+    return -1;
+}
+
+/*
  * Send bytes [first, last] of obj's body to the client with sendfile(),
  * waiting for bytes of a copy still being fetched. Returns 0, or -1 when
  * the client or the fetch failed (the caller closes the connection, so a
@@ -2955,23 +3116,23 @@ static int send_object_range(int cfd, struct request *rq, struct object *obj,
     long long off = first;
 
     while (off <= last) {
-        struct stat st;
-        long long avail;
+        long long avail = obj->meta.length;
         off_t pos = obj->data_offset + off;
         size_t chunk;
         ssize_t n;
 
-        if (fstat(obj->fd, &st) != 0)
-            return -1;
-        avail = st.st_size - obj->data_offset;
-        if (avail <= off) {
-            struct object_meta m;
-            if (object_wait(obj, obj->data_offset + off + 1) == 0)
-                continue;
-            /* a fetch our disk gave up on: the base has the rest */
-            if (obj->growing && meta_read(obj->fd, &m) == 0 && m.abandoned)
-                return relay_rest(cfd, rq, obj, off, last);
-            return -1;
+        if (obj->growing) {
+            struct stat st;
+
+            if (fstat(obj->fd, &st) != 0)
+                return -1;
+            avail = st.st_size - obj->data_offset;
+            if (avail <= off) {
+                int rc = send_object_stalled(cfd, rq, obj, off, last);
+                if (rc == 1)
+                    continue;
+                return rc;
+            }
         }
         if (avail > last + 1)
             avail = last + 1;
@@ -2992,18 +3153,21 @@ static int send_object_range(int cfd, struct request *rq, struct object *obj,
     return 0;
 }
 
-/* Common entity headers of an object into buf. */
-static void object_headers(const struct object_meta *m, char *buf, size_t sz)
+/* Common entity headers of an object (and the Warning of a stale one)
+ * into buf, which has room for them: the validators are bounded. Returns
+ * their length. */
+static size_t object_headers(const struct object *obj, char *buf, size_t sz)
 {
-    size_t n = 0;
+    const struct object_meta *m = &obj->meta;
+    int n;
 
-    if (m->etag[0])
-        n += (size_t)snprintf(buf + n, sz - n, "ETag: %s\r\n", m->etag);
-    if (m->last_modified[0] && n < sz)
-        n += (size_t)snprintf(buf + n, sz - n, "Last-Modified: %s\r\n",
-                              m->last_modified);
-    if (n < sz)
-        snprintf(buf + n, sz - n, "Accept-Ranges: bytes\r\n");
+    n = snprintf(buf, sz, "%s%s%s%s%s%sAccept-Ranges: bytes\r\n%s",
+                 m->etag[0] ? "ETag: " : "", m->etag,
+                 m->etag[0] ? "\r\n" : "",
+                 m->last_modified[0] ? "Last-Modified: " : "",
+                 m->last_modified, m->last_modified[0] ? "\r\n" : "",
+                 obj->stale ? "Warning: 110 - \"Response is Stale\"\r\n" : "");
+    return n < 0 ? 0 : (size_t)n >= sz ? sz - 1 : (size_t)n;
 }
 
 /* Is the client's cached copy current (If-None-Match, If-Modified-Since)? */
@@ -3021,6 +3185,56 @@ static int request_not_modified(const struct request *rq,
 }
 
 /*
+ * Answer with several ranges of obj as multipart/byteranges (after the
+ * entity headers ent). Returns 0, or -1 to close the connection. Kept out
+ * of serve_object() with its part buffers, off the hit path.
+ */
+static NOINLINE int serve_multipart(int cfd, struct request *rq,
+                                    struct object *obj,
+                                    const struct byte_range *r, int nr,
+                                    const char *ent, const char *type)
+{
+    const struct object_meta *m = &obj->meta;
+    char boundary[40], part[2][600], hdr[2048];
+    long long total = 0;
+    int i;
+
+    snprintf(boundary, sizeof(boundary), "%08lx%08lx",
+             (unsigned long)getpid(), (unsigned long)now_ms());
+    for (i = 0; i < nr; i++) {
+        int pl = snprintf(part[0], sizeof(part[0]),
+                          "\r\n--%s\r\nContent-Type: %s\r\n"
+                          "Content-Range: bytes %lld-%lld/%lld\r\n\r\n",
+                          boundary, type, r[i].first, r[i].last, m->length);
+        total += pl + (r[i].last - r[i].first + 1);
+    }
+    total += (long long)snprintf(part[1], sizeof(part[1]), "\r\n--%s--\r\n",
+                                 boundary);
+    snprintf(hdr, sizeof(hdr),
+             "%sContent-Type: multipart/byteranges; boundary=%s\r\n"
+             "Content-Length: %lld\r\n",
+             ent, boundary, total);
+    if (send_head(cfd, rq, 206, hdr) != 0)
+        return -1;
+    if (rq->is_head)
+        return 0;
+    for (i = 0; i < nr; i++) {
+        int pl = snprintf(part[0], sizeof(part[0]),
+                          "\r\n--%s\r\nContent-Type: %s\r\n"
+                          "Content-Range: bytes %lld-%lld/%lld\r\n\r\n",
+                          boundary, type, r[i].first, r[i].last, m->length);
+        if (write_all(cfd, part[0], (size_t)pl) != 0 ||
+            send_object_range(cfd, rq, obj, r[i].first, r[i].last) != 0)
+            return -1;
+        rq->body_sent += pl;
+    }
+    if (write_all(cfd, part[1], strlen(part[1])) != 0)
+        return -1;
+    rq->body_sent += (long long)strlen(part[1]);
+    return 0;
+}
+
+/*
  * Answer rq from obj (complete or growing): 304, 416, 206 single or
  * multipart/byteranges, or 200. Returns 0, or -1 to close the connection.
  */
@@ -3030,84 +3244,48 @@ static int serve_object(int cfd, struct request *rq, struct object *obj)
     const char *type = m->content_type[0] ? m->content_type
                                           : "application/octet-stream";
     struct byte_range r[OFFLOAD_MAX_RANGES];
-    char ent[1024], hdr[2048];
+    char hdr[1536];  /* entity headers (ent), then what a status adds */
+    size_t el = object_headers(obj, hdr, sizeof(hdr));
+    char *more = hdr + el;
+    size_t room = sizeof(hdr) - el;
     enum range_result rr = RANGE_NONE;
-    int nr = 0, i;
+    int nr = 0;
 
-    object_headers(m, ent, sizeof(ent));
-    if (obj->stale)
-        strncat(ent, "Warning: 110 - \"Response is Stale\"\r\n",
-                sizeof(ent) - strlen(ent) - 1);
     if (request_not_modified(rq, m))
-        return send_head(cfd, rq, 304, ent);
+        return send_head(cfd, rq, 304, hdr);
     if (rq->range != NULL &&
         (rq->if_range == NULL ||
          if_range_matches(rq->if_range, m->etag, m->last_modified)))
         rr = range_parse(rq->range, m->length, r, OFFLOAD_MAX_RANGES, &nr);
 
     if (rr == RANGE_UNSATISFIABLE) {
-        snprintf(hdr, sizeof(hdr), "%sContent-Range: bytes */%lld\r\n", ent,
-                 m->length);
+        snprintf(more, room, "Content-Range: bytes */%lld\r\n", m->length);
         return send_error(cfd, rq, 416, hdr, "Range not satisfiable.");
     }
     if (rr == RANGE_NONE) {
-        snprintf(hdr, sizeof(hdr), "%sContent-Type: %s\r\nContent-Length: %lld\r\n",
-                 ent, type, m->length);
-        if (send_head(cfd, rq, 200, hdr) != 0)
+        snprintf(more, room, "Content-Type: %s\r\nContent-Length: %lld\r\n",
+                 type, m->length);
+        if (send_head_as(cfd, rq, 200, hdr,
+                         !rq->is_head && m->length > 0 && !obj->growing))
             return -1;
         if (rq->is_head || m->length == 0)
             return 0;
         return send_object_range(cfd, rq, obj, 0, m->length - 1);
     }
     if (nr == 1) {
-        snprintf(hdr, sizeof(hdr),
-                 "%sContent-Type: %s\r\nContent-Range: bytes %lld-%lld/%lld\r\n"
+        snprintf(more, room,
+                 "Content-Type: %s\r\nContent-Range: bytes %lld-%lld/%lld\r\n"
                  "Content-Length: %lld\r\n",
-                 ent, type, r[0].first, r[0].last, m->length,
+                 type, r[0].first, r[0].last, m->length,
                  r[0].last - r[0].first + 1);
-        if (send_head(cfd, rq, 206, hdr) != 0)
+        if (send_head_as(cfd, rq, 206, hdr, !rq->is_head && !obj->growing))
             return -1;
         if (rq->is_head)
             return 0;
         return send_object_range(cfd, rq, obj, r[0].first, r[0].last);
-    } else {
-        char boundary[40], part[2][600];
-        long long total = 0;
-
-        snprintf(boundary, sizeof(boundary), "%08lx%08lx",
-                 (unsigned long)getpid(), (unsigned long)now_ms());
-        for (i = 0; i < nr; i++) {
-            int pl = snprintf(part[0], sizeof(part[0]),
-                              "\r\n--%s\r\nContent-Type: %s\r\n"
-                              "Content-Range: bytes %lld-%lld/%lld\r\n\r\n",
-                              boundary, type, r[i].first, r[i].last, m->length);
-            total += pl + (r[i].last - r[i].first + 1);
-        }
-        total += (long long)snprintf(part[1], sizeof(part[1]), "\r\n--%s--\r\n",
-                                     boundary);
-        snprintf(hdr, sizeof(hdr),
-                 "%sContent-Type: multipart/byteranges; boundary=%s\r\n"
-                 "Content-Length: %lld\r\n",
-                 ent, boundary, total);
-        if (send_head(cfd, rq, 206, hdr) != 0)
-            return -1;
-        if (rq->is_head)
-            return 0;
-        for (i = 0; i < nr; i++) {
-            int pl = snprintf(part[0], sizeof(part[0]),
-                              "\r\n--%s\r\nContent-Type: %s\r\n"
-                              "Content-Range: bytes %lld-%lld/%lld\r\n\r\n",
-                              boundary, type, r[i].first, r[i].last, m->length);
-            if (write_all(cfd, part[0], (size_t)pl) != 0 ||
-                send_object_range(cfd, rq, obj, r[i].first, r[i].last) != 0)
-                return -1;
-            rq->body_sent += pl;
-        }
-        if (write_all(cfd, part[1], strlen(part[1])) != 0)
-            return -1;
-        rq->body_sent += (long long)strlen(part[1]);
-        return 0;
     }
+    *more = '\0';
+    return serve_multipart(cfd, rq, obj, r, nr, hdr, type);
 }
 
 /* ======================================================================
@@ -3479,11 +3657,13 @@ NOINLINE static int fetch_start(int cfd, struct object *obj, struct object_meta 
  * or the .part of a fetch in progress, started by us if nobody else is
  * fetching (MISS or REFRESH). Returns 0 with obj open, or 1 when the
  * request must pass through to the base (cache unusable, or another
- * version of the file is being fetched right now).
+ * version of the file is being fetched right now). Not inlined: what the
+ * miss path's callees need would otherwise widen every hit's stack.
  */
-static int object_acquire(int cfd, struct request *rq, struct object *obj,
-                          struct object_meta *want, const char *path,
-                          const char *client_addr)
+static NOINLINE int object_acquire(int cfd, struct request *rq,
+                                   struct object *obj,
+                                   struct object_meta *want, const char *path,
+                                   const char *client_addr)
 {
     int tries;
 
@@ -3529,7 +3709,7 @@ static int object_acquire(int cfd, struct request *rq, struct object *obj,
  * Shared memory: download slots and the cache-error table
  *
  * Set up by the parent before it forks, so every child sees it. Child
- * number i (its index in g_children) owns download slot i; the parent
+ * number i (its index in g_book->pid) owns download slot i; the parent
  * clears a child's slot when it reaps it, however the child died, so a
  * killed child never leaves a slot taken.
  * ====================================================================== */
@@ -3852,15 +4032,40 @@ static int cache_open_recent(struct object *obj)
 }
 
 /*
+ * Pass on a HEAD answer of the base other than 200 (and 401, and 5xx):
+ * redirects with their Location, 404 and 410 after dropping the cached
+ * copy, what makes no sense here as 502. Returns as send_error(). Kept
+ * out of handle_request() with its buffers, off the hit path.
+ */
+static NOINLINE int answer_base_status(int cfd, struct request *rq,
+                                       const struct object *obj,
+                                       const struct base_response *br)
+{
+    char loc[OFFLOAD_MAX_PATH + 32], text[64];
+
+    if (br->status == 404 || br->status == 410)
+        cache_remove(obj);
+    loc[0] = '\0';
+    if (br->status >= 300 && br->status < 400 && br->location[0])
+        snprintf(loc, sizeof(loc), "Location: %s\r\n", br->location);
+    snprintf(text, sizeof(text), "The base server answered %d.", br->status);
+    if (br->status < 300 || br->status == 304)
+        return send_error(cfd, rq, 502, NULL,
+                          "The base server answered unexpectedly.");
+    return send_error(cfd, rq, br->status, loc[0] ? loc : NULL, text);
+}
+
+/*
  * Answer one parsed request. Returns 0 when the connection may go on,
  * -1 when it must be closed.
  */
 static int handle_request(int cfd, struct request *rq, const char *client_addr)
 {
-    static struct base_response br;
-    static struct object obj;
+    static struct base_response br PAGE_ALIGNED;
+    static struct object obj PAGE_ALIGNED;
     struct object_meta want;
-    char path[OFFLOAD_MAX_PATH + 1], full[2 * OFFLOAD_MAX_PATH + 2];
+    char *path = rq->path;
+    const char *full;              /* as asked of the base: obj.base_path */
     struct stat st;
     int rc, head_failed;
 
@@ -3876,9 +4081,9 @@ static int handle_request(int cfd, struct request *rq, const char *client_addr)
     }
     if (g_cfg.robots_txt && strcmp(path, "/robots.txt") == 0)
         return send_error(cfd, rq, 200, NULL, robots_txt);
-    snprintf(full, sizeof(full), "%s%s", g_cfg.base_prefix, path);
-    if (strlen(full) > OFFLOAD_MAX_PATH || cache_object_init(&obj, full) != 0)
+    if (cache_object_init(&obj, g_cfg.base_prefix, path) != 0)
         return send_error(cfd, rq, 414, NULL, "The path is too long.");
+    full = obj.base_path;
     if (!rq->is_head && dupe_acquire(client_addr, full) != 0) {
         char retry[64] = "";
         if (g_cfg.dupe_status != 403)
@@ -3926,20 +4131,8 @@ static int handle_request(int cfd, struct request *rq, const char *client_addr)
                           "This file is protected; get it from the base "
                           "server.");
     }
-    if (br.status != 200) {
-        char loc[OFFLOAD_MAX_PATH + 32], text[64];
-
-        if (br.status == 404 || br.status == 410)
-            cache_remove(&obj);
-        loc[0] = '\0';
-        if (br.status >= 300 && br.status < 400 && br.location[0])
-            snprintf(loc, sizeof(loc), "Location: %s\r\n", br.location);
-        snprintf(text, sizeof(text), "The base server answered %d.", br.status);
-        if (br.status < 300 || br.status == 304)
-            return send_error(cfd, rq, 502, NULL,
-                              "The base server answered unexpectedly.");
-        return send_error(cfd, rq, br.status, loc[0] ? loc : NULL, text);
-    }
+    if (br.status != 200)
+        return answer_base_status(cfd, rq, &obj, &br);
     if (br.content_length < 0 || br.chunked ||
         (br.etag[0] != '"' && br.last_modified[0] == '\0')) {
         rq->cache_status = CS_DENIED;
@@ -4157,7 +4350,7 @@ static void connection_close(int cfd)
 /* Serve the requests of one client connection, then close it. */
 static void serve_connection(int cfd, const char *client_addr)
 {
-    static struct request rq;
+    static struct request rq PAGE_ALIGNED;
     int count;
     int one = 1;
 
@@ -4269,7 +4462,14 @@ static int cgi_main(void)
  * Process life: listening, accepting, signals
  * ====================================================================== */
 
-static pid_t *g_children;   /* parent: pids of connection children */
+/* The parent's book of its connection children. In shared rather than
+ * private memory: the parent writes it after every fork, and a private
+ * page written so would stay behind as a copy of its own in every child
+ * that had shared it (memory per download). Children never read it. */
+static struct children_book {
+    int active;                   /* live children */
+    pid_t pid[];                  /* by download slot; 0 = free */
+} *g_book;
 
 /* Signal handler: only sets flags; the main loop acts on them. */
 static void on_signal(int sig)
@@ -4351,9 +4551,9 @@ static void reap_children(void)
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         for (i = 0; i < g_cfg.max_clients; i++) {
-            if (g_children[i] == pid) {
-                g_children[i] = 0;
-                g_active_children--;
+            if (g_book->pid[i] == pid) {
+                g_book->pid[i] = 0;
+                g_book->active--;
                 dupe_release(i);
                 break;
             }
@@ -4502,11 +4702,11 @@ static void accept_loop(void)
                           SOCK_CLOEXEC);
             if (cfd < 0)
                 continue;
-            if (g_active_children >= g_cfg.max_clients) {
+            if (g_book->active >= g_cfg.max_clients) {
                 refuse_busy(cfd);
                 continue;
             }
-            for (slot = 0; g_children[slot] != 0; slot++) {
+            for (slot = 0; g_book->pid[slot] != 0; slot++) {
             }
             pid = fork();
             if (pid == 0) {
@@ -4528,8 +4728,8 @@ static void accept_loop(void)
                 log_msg("error", "fork: %s", strerror(errno));
                 continue;
             }
-            g_children[slot] = pid;
-            g_active_children++;
+            g_book->pid[slot] = pid;
+            g_book->active++;
         }
     }
 
@@ -4539,19 +4739,19 @@ static void accept_loop(void)
         close(g_listen_fd[i]);
     pid_file_release();
     for (i = 0; i < g_cfg.max_clients; i++) {
-        if (g_children[i] > 0)
-            kill(g_children[i], SIGTERM);
+        if (g_book->pid[i] > 0)
+            kill(g_book->pid[i], SIGTERM);
     }
     deadline = now_ms() + (long long)OFFLOAD_SHUTDOWN_GRACE * 1000;
-    while (g_active_children > 0 && now_ms() < deadline) {
+    while (g_book->active > 0 && now_ms() < deadline) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         reap_children();
-        if (g_active_children > 0)
+        if (g_book->active > 0)
             ppoll(NULL, 0, &ts, &empty);
     }
     for (i = 0; i < g_cfg.max_clients; i++) {
-        if (g_children[i] > 0)
-            kill(g_children[i], SIGKILL);
+        if (g_book->pid[i] > 0)
+            kill(g_book->pid[i], SIGKILL);
     }
     log_msg("notice", "stopped");
 }
@@ -4919,9 +5119,14 @@ int main(int argc, char **argv)
     proctitle_init(argc, argv);
     pid_fd = g_pid_fd = pid_file_take();
     listen_open_all();
-    g_children = calloc((size_t)g_cfg.max_clients, sizeof(*g_children));
-    if (g_children == NULL)
-        die("out of memory");
+    g_book = mmap(NULL, sizeof(*g_book) + (size_t)g_cfg.max_clients *
+                                              sizeof(g_book->pid[0]),
+                  PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (g_book == MAP_FAILED)
+        die("shared memory: %s", strerror(errno));
+    /* zlib's functions bound now, in the parent: its children would
+     * otherwise each write their own copy of its lazily bound GOT */
+    hash64("", 0);
     if (shared_init() != 0)
         die("shared memory: %s", strerror(errno));
     if (logs_open() != 0)

@@ -1473,11 +1473,15 @@ def meaning(b, rows):
                 "KiB private (Private_Clean + Private_Dirty, KiB by "
                 "mapping: %s; BSS = the unnamed mapping right after a "
                 "file's): "
-                "pages written after fork — the stack, data and BSS, "
-                "libc's and the loader's. 64 KiB is below what one forked "
-                "process costs here; nginx serves a connection from "
-                "a shared worker. The original claimed about 120 KB per "
-                "request." % (n, len(parts), num(tot), desc))
+                "pages written after fork, by the child or by the "
+                "parent (a page the parent writes after forking stays "
+                "behind as the child's own copy) — the stack, data and "
+                "BSS, libc's and the loader's. nginx serves a connection "
+                "from a shared worker. The original claimed about 120 KB "
+                "per request. The TCP memory is that of both ends: the "
+                "daemon's NotSentLowat (default 2M) caps what the kernel "
+                "queues unsent for one client; nginx leaves the kernel's "
+                "limit (tcp_wmem, 4 MiB)." % (n, len(parts), num(tot), desc))
         if sec == "5" and "module" in R:
             m = R["module"]
             extra.append("Module on %s (min–max %s–%s), module not loaded "

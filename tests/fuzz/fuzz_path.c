@@ -86,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p = e;
     }
     /* the file names are the hash only, inside CACHEDIR/xx/yy/ */
-    if (cache_object_init(&obj, out) != 0)
+    if (cache_object_init(&obj, "", out) != 0)
         return 0;
     cl = strlen(g_cfg.cache_dir);
     if (strncmp(obj.path, g_cfg.cache_dir, cl) != 0 ||
