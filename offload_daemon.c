@@ -325,6 +325,7 @@ static void config_reload(void);
 static int logs_open(void);
 static void pid_file_release(void);
 static int g_base_fd = -1;                    /* child: kept-alive base */
+static int g_fetchers_started;                /* child: fetchers forked */
 static uint64_t *g_cache_errors;              /* shared: objects whose cache
                                                  error was logged */
 static const char *g_progname = "offload_daemon";
@@ -3617,6 +3618,8 @@ NOINLINE static int fetch_start(int cfd, struct object *obj, struct object_meta 
         return 1;
     }
     pid = fork();
+    if (pid > 0)
+        g_fetchers_started++;
     if (pid == 0) {
         close(cfd);
         if (g_base_fd >= 0)
@@ -4237,16 +4240,15 @@ static void access_log(const struct request *rq, const char *client_addr)
 
 /*
  * Read until rq->buf holds a whole request head. The first byte may take
- * the idle time (Timeout for a new connection, the keep-alive timeout
- * after a request); the rest of the head must come within Timeout, so a
- * client sending a byte at a time is cut off. Returns PARSE_OK, an HTTP
- * status to answer, or 0 to close without a word.
+ * the idle time, the socket's SO_RCVTIMEO (Timeout for a new connection,
+ * the keep-alive timeout after a request: serve_connection sets it); the
+ * rest of the head must come within Timeout, so a client sending a byte
+ * at a time is cut off. Returns PARSE_OK, an HTTP status to answer, or 0
+ * to close without a word.
  */
-static int request_read(int cfd, struct request *rq, int first)
+static int request_read(int cfd, struct request *rq)
 {
-    long long idle_ms = first ? (long long)g_cfg.timeout * 1000
-                              : (long long)OFFLOAD_KEEPALIVE_TIMEOUT * 1000;
-    long long deadline = now_ms() + idle_ms;
+    long long deadline = 0;
     int started = 0;
 
     for (;;) {
@@ -4263,11 +4265,24 @@ static int request_read(int cfd, struct request *rq, int first)
                 deadline = now_ms() + (long long)g_cfg.timeout * 1000;
             }
         }
+        if (!started && g_got_sigterm)
+            return 0;
+        if (rq->len == 0) {
+            /* nothing yet: one blocking read, bounded by the idle time
+             * in SO_RCVTIMEO (serve_connection), saves a poll() a
+             * request; a signal interrupts it (no SA_RESTART) */
+            n = read(cfd, rq->buf, OFFLOAD_MAX_HEADER_BLOCK);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                return 0;
+            rq->len = (size_t)n;
+            rq->buf[rq->len] = '\0';
+            continue;
+        }
         left = deadline - now_ms();
         if (left <= 0)
             return started ? 408 : 0;
-        if (!started && g_got_sigterm)
-            return 0;
         pfd.fd = cfd;
         pfd.events = POLLIN;
         if (poll(&pfd, 1, (int)left) <= 0)
@@ -4368,7 +4383,11 @@ static void serve_connection(int cfd, const char *client_addr)
         int rc;
 
         request_reset(&rq);
-        rc = request_read(cfd, &rq, count == 0);
+        if (count == 1 && OFFLOAD_KEEPALIVE_TIMEOUT != g_cfg.timeout) {
+            struct timeval tv = {OFFLOAD_KEEPALIVE_TIMEOUT, 0};
+            setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        }
+        rc = request_read(cfd, &rq);
         if (rc == 0)
             break;
         clock_gettime(CLOCK_MONOTONIC, &rq.started);
@@ -4398,7 +4417,7 @@ static void serve_connection(int cfd, const char *client_addr)
         dupe_release(g_slot);
         metrics_count(&rq);
         access_log(&rq, rq.client);
-        while (waitpid(-1, NULL, WNOHANG) > 0) {
+        while (g_fetchers_started && waitpid(-1, NULL, WNOHANG) > 0) {
             /* fetchers that finished while we served */
         }
         if (rc != 0 || !rq.keep_alive || g_got_sigterm)
