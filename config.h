@@ -228,6 +228,13 @@
 #define OFFLOAD_MAX_CACHE_DIR 1024
 #endif
 
+/* A hit updates a cached copy's access time (LRU order) and, when the
+ * base has just confirmed it, its modification time, unless it did so
+ * less than this many milliseconds ago. */
+#ifndef OFFLOAD_TOUCH_INTERVAL_MS
+#define OFFLOAD_TOUCH_INTERVAL_MS 10
+#endif
+
 /* How much of a metadata block a hit reads first: the block's text is
  * usually shorter; a longer one is read whole. */
 #ifndef OFFLOAD_META_FIRST_READ

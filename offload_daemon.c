@@ -232,7 +232,8 @@ struct object {
     int growing;                   /* fd is a .part still being written */
     int stale;                     /* served without the base's word */
     off_t data_offset;             /* where the body starts in fd */
-    time_t used, validated;        /* a complete copy's atime and mtime */
+    struct timespec used;          /* a complete copy's atime, */
+    struct timespec validated;     /* and its mtime */
     char *key;                     /* base authority + base_path */
     const char *base_path;         /* the path asked of the base */
     char *dir;                     /* CACHEDIR/ab/cd */
@@ -1872,7 +1873,7 @@ static int cache_object_init(struct object *obj, const char *prefix,
 
     obj->fd = obj->lock_fd = obj->notify_fd = -1;
     obj->growing = obj->stale = 0;
-    obj->used = obj->validated = 0;
+    obj->used.tv_sec = obj->validated.tv_sec = 0;
     obj->data_offset = OFFLOAD_META_SIZE;
     meta_clear(&obj->meta);
     n = snprintf(p, OBJECT_KEY_MAX, "%s%s%s", g_cfg.base_authority, prefix,
@@ -2067,8 +2068,8 @@ static int cache_open_stored(struct object *obj, struct stat *st)
     }
     obj->fd = fd;
     obj->growing = 0;
-    obj->used = st->st_atime;
-    obj->validated = st->st_mtime;
+    obj->used = st->st_atim;
+    obj->validated = st->st_mtim;
     return 0;
 }
 
@@ -2076,16 +2077,22 @@ static int cache_open_stored(struct object *obj, struct stat *st)
  * Note a hit on an open complete copy: its access time is the last use
  * (eviction removes the least recently used first); when the base has
  * just confirmed it, its modification time becomes the last validation
- * (ValidateInterval counts from there). Both count in seconds, so a copy
- * already touched this second is left alone: a hot file then costs one
- * inode update a second, not one per request.
+ * (ValidateInterval counts from there). A copy touched less than
+ * OFFLOAD_TOUCH_INTERVAL_MS ago is left alone: a hot file then costs an
+ * inode update per interval, not one per request.
  */
 static void cache_touch(const struct object *obj, int validated)
 {
     struct timespec t[2];
-    time_t now = time(NULL);
+    long long now;
 
-    if (obj->used >= now && (!validated || obj->validated >= now))
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    now = (long long)t[0].tv_sec * 1000 + t[0].tv_nsec / 1000000;
+    if (now - ((long long)obj->used.tv_sec * 1000 +
+               obj->used.tv_nsec / 1000000) < OFFLOAD_TOUCH_INTERVAL_MS &&
+        (!validated ||
+         now - ((long long)obj->validated.tv_sec * 1000 +
+                obj->validated.tv_nsec / 1000000) < OFFLOAD_TOUCH_INTERVAL_MS))
         return;
     t[0].tv_sec = 0;
     t[0].tv_nsec = UTIME_NOW;
