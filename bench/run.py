@@ -236,6 +236,15 @@ def tcp_mem_kib():
     return 0
 
 
+def context_switches():
+    """The machine's context switches since boot (/proc/stat 'ctxt')."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("ctxt "):
+                return int(line.split()[1])
+    return 0
+
+
 def wait_tree_idle(root, timeout=20.0):
     """Wait until root has no descendants left (downloads finished)."""
     deadline = time.monotonic() + timeout
@@ -889,9 +898,14 @@ class Bench:
                 path = "/" + self.small_name(size)
                 for name in daemons + ("lock",):
                     self.log.mark()
+                    cs = context_switches()
                     r = wrk(ep[name][2](path),
                             p["small_conns"], p["small_secs"])
+                    cs = context_switches() - cs
                     self.check_wrk(name, "small %d" % size, r)
+                    # the whole machine's, wrk's own included
+                    res.setdefault((name, size, "cs"), []).append(
+                        cs / max(r["requests"], 1))
                     res.setdefault((name, size, "rps"), []).append(
                         r["requests"] * 1e6 / r["duration_us"])
                     res.setdefault((name, size, "p50"), []).append(
@@ -1100,6 +1114,12 @@ def build_rows(b):
                                 s[("daemon", size, q)],
                                 "nginx proxy_cache hit",
                                 s[("lock", size, q)]))
+            if ("daemon", size, "cs") in s:
+                rows.append(Row("3", "small hot file %s: context switches "
+                                "per request (machine)" % lab, "cs/req",
+                                s[("daemon", size, "cs")],
+                                "nginx proxy_cache hit",
+                                s[("lock", size, "cs")]))
             if ("daemon_vi", size, "rps") not in s:
                 continue
             # ValidateInterval: the gain, not judged against the target
@@ -1123,6 +1143,12 @@ def build_rows(b):
                             s[("daemon_vi", size, "heads")],
                             "offload_daemon, HEAD on every request",
                             s[("daemon", size, "heads")]))
+            if ("daemon_vi", size, "cs") in s:
+                rows.append(Row("3", "small hot file %s: context switches "
+                                "per request (machine)" % vi, "cs/req",
+                                s[("daemon_vi", size, "cs")],
+                                "offload_daemon, HEAD on every request",
+                                s[("daemon", size, "cs")]))
     if "memory" in R:
         m = R["memory"]
         for n in p["mem_counts"]:
@@ -1454,6 +1480,17 @@ def meaning(b, rows):
                          ". That figure is the gain, not the target: a "
                          "file changed or protected on the base is seen "
                          "up to %d s late." % VALIDATE_SECS]
+            size = p["small_sizes"][0]
+            if ("daemon_vi", size, "cs") in s:
+                extra.append(
+                    "Per %d KiB request the machine switched tasks %s "
+                    "times with the HEAD, %s without it and %s for nginx: "
+                    "the HEAD wakes the base's listener, then one of its "
+                    "workers, then the daemon's process again, on the "
+                    "same 2 cores that serve the hits."
+                    % (size // KiB, num(s[("daemon", size, "cs")].med),
+                       num(s[("daemon_vi", size, "cs")].med),
+                       num(s[("lock", size, "cs")].med)))
         if sec == "4" and b.child_parts:
             n = max(b.child_parts)
             parts = b.child_parts[n]
