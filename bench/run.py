@@ -1592,7 +1592,9 @@ timeouts at their defaults), and the same with `proxy_cache_lock off`.
    request). A second daemon with the same settings plus `--validate-interval
    %d` (its own cache, warmed the same way) shows the gain when hits within
    that many seconds of the last validation skip the HEAD; the base's access
-   log gives the HEADs each daemon sent per request answered.
+   log gives the HEADs each daemon sent per request answered, and
+   `/proc/stat` the machine's context switches per request (wrk's own
+   included) during each server's run.
 4. **Memory per download**: N = %s downloads of the hot file, each read at %d
    KiB/s by the client (a rate-limited reader, `bench/run.py`). Private memory =
    Private_Clean + Private_Dirty from `/proc/PID/smaps_rollup`, summed over the
