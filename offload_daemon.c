@@ -477,13 +477,19 @@ static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
     return 0;
 }
 
+/* A time as milliseconds. */
+static long long timespec_ms(const struct timespec *t)
+{
+    return (long long)t->tv_sec * 1000 + t->tv_nsec / 1000000;
+}
+
 /* Milliseconds on the monotonic clock. */
 static long long now_ms(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return timespec_ms(&ts);
 }
 
 /* Format t as an IMF-fixdate (RFC 9110) into buf (>= 30 bytes). */
@@ -2087,12 +2093,10 @@ static void cache_touch(const struct object *obj, int validated)
     long long now;
 
     clock_gettime(CLOCK_REALTIME, &t[0]);
-    now = (long long)t[0].tv_sec * 1000 + t[0].tv_nsec / 1000000;
-    if (now - ((long long)obj->used.tv_sec * 1000 +
-               obj->used.tv_nsec / 1000000) < OFFLOAD_TOUCH_INTERVAL_MS &&
+    now = timespec_ms(&t[0]);
+    if (now - timespec_ms(&obj->used) < OFFLOAD_TOUCH_INTERVAL_MS &&
         (!validated ||
-         now - ((long long)obj->validated.tv_sec * 1000 +
-                obj->validated.tv_nsec / 1000000) < OFFLOAD_TOUCH_INTERVAL_MS))
+         now - timespec_ms(&obj->validated) < OFFLOAD_TOUCH_INTERVAL_MS))
         return;
     t[0].tv_sec = 0;
     t[0].tv_nsec = UTIME_NOW;
