@@ -401,24 +401,6 @@ static int copy_string(char *dst, size_t dstsz, const char *src)
     return 0;
 }
 
-/* Write all of buf to fd. Returns 0, or -1 with errno set. */
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Write all of iov[0..n-1] (which it consumes). With more, on a socket,
  * tell the kernel that more follows at once (MSG_MORE), so that small
  * pieces leave in one packet with what comes next. Returns 0 or -1. */
@@ -451,6 +433,14 @@ static int writev_all(int fd, struct iovec *iov, int n, int more)
         }
     }
     return 0;
+}
+
+/* Write all of buf to fd. Returns 0, or -1 with errno set. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+    struct iovec iov = {(void *)buf, len};
+
+    return writev_all(fd, &iov, 1, 0);
 }
 
 /* pwrite() all of buf at off. Returns 0, or -1 with errno set (also
@@ -1879,7 +1869,7 @@ static int cache_object_init(struct object *obj, const char *prefix,
 
     obj->fd = obj->lock_fd = obj->notify_fd = -1;
     obj->growing = obj->stale = 0;
-    obj->used.tv_sec = obj->validated.tv_sec = 0;
+    obj->used = obj->validated = (struct timespec){0, 0};
     obj->data_offset = OFFLOAD_META_SIZE;
     meta_clear(&obj->meta);
     n = snprintf(p, OBJECT_KEY_MAX, "%s%s%s", g_cfg.base_authority, prefix,
