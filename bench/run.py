@@ -28,6 +28,7 @@ import argparse
 import os
 import platform
 import re
+import resource
 import selectors
 import shutil
 import signal
@@ -243,6 +244,76 @@ def context_switches():
             if line.startswith("ctxt "):
                 return int(line.split()[1])
     return 0
+
+
+def tree_cpu_seconds(root):
+    """CPU seconds (user + system) used so far by root and every process
+    below it, including children already reaped (cutime, cstime)."""
+    ticks = 0
+    for pid in proc_tree(root):
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        rest = st[st.rindex(")") + 2:].split()
+        ticks += sum(int(x) for x in rest[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds():
+    """CPU seconds the machine spent busy since boot, over all CPUs
+    (/proc/stat: user, nice, system, irq, softirq; not idle or steal)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu "):
+                v = [int(x) for x in line.split()[1:8]]
+                return (v[0] + v[1] + v[2] + v[5] + v[6]) / \
+                    os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def children_cpu_seconds():
+    """CPU seconds of this script's reaped children (wrk)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+class CpuMeter:
+    """CPU time per request while wrk runs, by who spent it: wrk, the
+    server under test, the base, and the rest of the machine (kernel
+    threads, softirqs outside a process, this script)."""
+
+    def __init__(self, server_root, base_root, forks):
+        self.roots = {"server": server_root, "base": base_root}
+        self.forks = forks      # a process per connection (the daemon)
+
+    def __enter__(self):
+        if self.forks:
+            wait_tree_idle(self.roots["server"])
+        self.t0 = self._now()
+        return self
+
+    def _now(self):
+        t = {k: tree_cpu_seconds(v) for k, v in self.roots.items()}
+        t["wrk"] = children_cpu_seconds()
+        t["machine"] = machine_cpu_seconds()
+        return t
+
+    def __exit__(self, *exc):
+        # a download's process is reaped, and its time counted in the
+        # parent's, once the connection is gone
+        if self.forks:
+            wait_tree_idle(self.roots["server"])
+        t1 = self._now()
+        self.used = {k: t1[k] - self.t0[k] for k in t1}
+        return False
+
+    def per_request_us(self, requests):
+        u = dict(self.used)
+        u["other"] = max(0.0, u.pop("machine") -
+                         u["server"] - u["base"] - u["wrk"])
+        return {k: v * 1e6 / max(requests, 1) for k, v in u.items()}
 
 
 def wait_tree_idle(root, timeout=20.0):
@@ -892,17 +963,28 @@ class Bench:
             ("daemon",)
         for size in p["small_sizes"]:
             self.warm("/" + self.small_name(size), daemons)
+        roots = {"daemon": self.daemon.proc.pid,
+                 "lock": self.nginx.proc.pid}
+        if self.daemon_vi is not None:
+            roots["daemon_vi"] = self.daemon_vi.proc.pid
         res = {}
         for rep in range(p["reps"]):
             for size in p["small_sizes"]:
                 path = "/" + self.small_name(size)
                 for name in daemons + ("lock",):
                     self.log.mark()
-                    cs = context_switches()
-                    r = wrk(ep[name][2](path),
-                            p["small_conns"], p["small_secs"])
-                    cs = context_switches() - cs
+                    with CpuMeter(roots[name], self.apache.proc.pid,
+                                  name in daemons) as cpu:
+                        cs = context_switches()
+                        r = wrk(ep[name][2](path),
+                                p["small_conns"], p["small_secs"])
+                        cs = context_switches() - cs
                     self.check_wrk(name, "small %d" % size, r)
+                    us = cpu.per_request_us(r["requests"])
+                    us["total"] = sum(us.values())
+                    for who, v in us.items():
+                        res.setdefault((name, size, "cpu_" + who),
+                                       []).append(v)
                     # the whole machine's, wrk's own included
                     res.setdefault((name, size, "cs"), []).append(
                         cs / max(r["requests"], 1))
@@ -1120,6 +1202,19 @@ def build_rows(b):
                                 s[("daemon", size, "cs")],
                                 "nginx proxy_cache hit",
                                 s[("lock", size, "cs")]))
+            if ("daemon", size, "cpu_total") in s:
+                for who, label, anchor in (
+                        ("total", "whole machine", "total"),
+                        ("wrk", "wrk", "wrk"),
+                        ("server", "the server's processes", "server"),
+                        ("base", "the base (its HEAD answers)", "server")):
+                    rows.append(Row(
+                        "3", "small hot file %s: CPU per request, %s"
+                        % (lab, label), "µs",
+                        s[("daemon", size, "cpu_" + who)],
+                        "nginx proxy_cache hit" +
+                        ("" if who == anchor else ", its processes"),
+                        s[("lock", size, "cpu_" + anchor)]))
             if ("daemon_vi", size, "rps") not in s:
                 continue
             # ValidateInterval: the gain, not judged against the target
@@ -1143,6 +1238,12 @@ def build_rows(b):
                             s[("daemon_vi", size, "heads")],
                             "offload_daemon, HEAD on every request",
                             s[("daemon", size, "heads")]))
+            if ("daemon_vi", size, "cpu_server") in s:
+                rows.append(Row("3", "small hot file %s: CPU per request, "
+                                "the server's processes" % vi, "µs",
+                                s[("daemon_vi", size, "cpu_server")],
+                                "offload_daemon, HEAD on every request",
+                                s[("daemon", size, "cpu_server")]))
             if ("daemon_vi", size, "cs") in s:
                 rows.append(Row("3", "small hot file %s: context switches "
                                 "per request (machine)" % vi, "cs/req",
@@ -1409,6 +1510,36 @@ def machine():
     ]
 
 
+def small_cpu_text(s, size):
+    """Where a small request's CPU goes, and the ceiling it sets for a
+    HEAD per request: what the daemon spends without the HEAD, plus what
+    the base spends answering it, as if the HEAD cost the daemon nothing."""
+    def med(name, who):
+        return s[(name, size, "cpu_" + who)].med
+
+    floor = (med("daemon_vi", "wrk") + med("daemon_vi", "server") +
+             med("daemon_vi", "other") + med("daemon", "base"))
+    ceiling = med("lock", "total") / floor if floor > 0 else float("nan")
+    return (
+        "CPU per %d KiB request (all processes, user and system, µs): "
+        "with the HEAD, wrk %s, the daemon %s, the base %s, the rest of "
+        "the machine %s; nginx proxy_cache hits: wrk %s, nginx %s, the "
+        "rest %s. The base's answer to one HEAD costs %s nginx's whole "
+        "hit. Even if the HEAD cost the daemon nothing (its processes "
+        "spending what they spend with `--validate-interval`, %s), a "
+        "request would need %s µs of this machine against nginx's %s: "
+        "a ceiling of about %s nginx's requests/s with a HEAD per request "
+        "(the target: 0.50×)."
+        % (size // KiB, num(med("daemon", "wrk")),
+           num(med("daemon", "server")), num(med("daemon", "base")),
+           num(med("daemon", "other")), num(med("lock", "wrk")),
+           num(med("lock", "server")), num(med("lock", "other")),
+           fmt_ratio(med("daemon", "base") / med("lock", "server")
+                     if med("lock", "server") > 0 else float("nan")),
+           num(med("daemon_vi", "server")), num(floor),
+           num(med("lock", "total")), fmt_ratio(ceiling)))
+
+
 def meaning(b, rows):
     """'What the figures mean': each target of issue 9 met or not, from
     this run's rows, with the cause where this run measured one."""
@@ -1491,6 +1622,8 @@ def meaning(b, rows):
                     % (size // KiB, num(s[("daemon", size, "cs")].med),
                        num(s[("daemon_vi", size, "cs")].med),
                        num(s[("lock", size, "cs")].med)))
+            if ("daemon_vi", size, "cpu_total") in s:
+                extra.append(small_cpu_text(s, size))
         if sec == "4" and b.child_parts:
             n = max(b.child_parts)
             parts = b.child_parts[n]
@@ -1594,7 +1727,14 @@ timeouts at their defaults), and the same with `proxy_cache_lock off`.
    that many seconds of the last validation skip the HEAD; the base's access
    log gives the HEADs each daemon sent per request answered, and
    `/proc/stat` the machine's context switches per request (wrk's own
-   included) during each server's run.
+   included) during each server's run. CPU per request is user + system
+   time over the run ÷ requests, for wrk (its rusage), the server's processes
+   and the base's (utime, stime and those of reaped children, from
+   `/proc/PID/stat`), and the rest of the machine (busy time in `/proc/stat`
+   minus those three). The ceiling for a HEAD per request is nginx's CPU per
+   request ÷ (the `--validate-interval` daemon's wrk, daemon and rest + the
+   base's CPU per HEAD): what the machine could do if the HEAD cost the
+   daemon nothing.
 4. **Memory per download**: N = %s downloads of the hot file, each read at %d
    KiB/s by the client (a rate-limited reader, `bench/run.py`). Private memory =
    Private_Clean + Private_Dirty from `/proc/PID/smaps_rollup`, summed over the
