@@ -1734,7 +1734,9 @@ timeouts at their defaults), and the same with `proxy_cache_lock off`.
    minus those three). The ceiling for a HEAD per request is nginx's CPU per
    request ÷ (the `--validate-interval` daemon's wrk, daemon and rest + the
    base's CPU per HEAD): what the machine could do if the HEAD cost the
-   daemon nothing.
+   daemon nothing. On loopback the kernel often does a packet's receive work
+   in the sender's time, so how wrk and a server split their sum depends on
+   who sends when; the whole machine's figure does not.
 4. **Memory per download**: N = %s downloads of the hot file, each read at %d
    KiB/s by the client (a rate-limited reader, `bench/run.py`). Private memory =
    Private_Clean + Private_Dirty from `/proc/PID/smaps_rollup`, summed over the
