@@ -145,19 +145,28 @@ def at_most(r, want):
 
 # ---- processes and memory ------------------------------------------------
 
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (state, ppid,
+    ...; utime is [11]), or None when the process is gone."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return None
+    return st[st.rindex(")") + 2:].split()
+
+
+def all_pids():
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
 def proc_tree(root):
     """PIDs of root and all its descendants (from /proc/*/stat ppid)."""
     children = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        ppid = int(st[st.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(d))
+    for pid in all_pids():
+        fields = proc_stat(pid)
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(pid)
     out, todo = [], [root]
     while todo:
         p = todo.pop()
@@ -251,13 +260,9 @@ def tree_cpu_seconds(root):
     below it, including children already reaped (cutime, cstime)."""
     ticks = 0
     for pid in proc_tree(root):
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                st = f.read()
-        except OSError:
-            continue
-        rest = st[st.rindex(")") + 2:].split()
-        ticks += sum(int(x) for x in rest[11:15])
+        fields = proc_stat(pid)
+        if fields is not None:
+            ticks += sum(int(x) for x in fields[11:15])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -343,16 +348,10 @@ class OtherLoad:
     @staticmethod
     def _times():
         out = {}
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    st = f.read()
-            except OSError:
-                continue
-            rest = st[st.rindex(")") + 2:].split()
-            out[int(d)] = (int(rest[1]), int(rest[11]) + int(rest[12]))
+        for pid in all_pids():
+            fields = proc_stat(pid)
+            if fields is not None:
+                out[pid] = (int(fields[1]), int(fields[11]) + int(fields[12]))
         return out
 
     def _run(self):
