@@ -1232,23 +1232,19 @@ def build_rows(b):
                                 s[("daemon_vi", size, q)],
                                 "nginx proxy_cache hit",
                                 s[("lock", size, q)]))
-            rows.append(Row("3", "small hot file %s: base HEADs per "
-                            "request" % vi, "HEAD/req",
-                            s[("daemon_vi", size, "heads")],
-                            "offload_daemon, HEAD on every request",
-                            s[("daemon", size, "heads")]))
-            if ("daemon_vi", size, "cpu_server") in s:
-                rows.append(Row("3", "small hot file %s: CPU per request, "
-                                "the server's processes" % vi, "µs",
-                                s[("daemon_vi", size, "cpu_server")],
-                                "offload_daemon, HEAD on every request",
-                                s[("daemon", size, "cpu_server")]))
-            if ("daemon_vi", size, "cs") in s:
-                rows.append(Row("3", "small hot file %s: context switches "
-                                "per request (machine)" % vi, "cs/req",
-                                s[("daemon_vi", size, "cs")],
-                                "offload_daemon, HEAD on every request",
-                                s[("daemon", size, "cs")]))
+            # what skipping the HEAD changes, against the default daemon
+            for key, label, unit in (
+                    ("heads", "base HEADs per request", "HEAD/req"),
+                    ("cpu_server", "CPU per request, the server's processes",
+                     "µs"),
+                    ("cs", "context switches per request (machine)",
+                     "cs/req")):
+                if ("daemon_vi", size, key) in s:
+                    rows.append(Row("3", "small hot file %s: %s"
+                                    % (vi, label), unit,
+                                    s[("daemon_vi", size, key)],
+                                    "offload_daemon, HEAD on every request",
+                                    s[("daemon", size, key)]))
     if "memory" in R:
         m = R["memory"]
         for n in p["mem_counts"]:
@@ -1256,7 +1252,7 @@ def build_rows(b):
             rows.append(Row("4", "private memory per download, %d slow "
                             "downloads" % n, "KiB", ours,
                             "nginx growth per connection",
-                            m[("nginx" if False else "lock", n, "per_dl")],
+                            m[("lock", n, "per_dl")],
                             "≤64 KiB", verdict(ours.hi <= 64)))
         n = p["mem_tcp_at"]
         if ("daemon", n, "tcp") in m:
