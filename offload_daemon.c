@@ -4652,8 +4652,11 @@ static void linger_service(const struct pollfd *pfds, int n)
 }
 
 /* Accept connections until SIGTERM/SIGINT, one child per connection;
- * then stop accepting and give running downloads a grace period. */
-static void accept_loop(void)
+ * then stop accepting and give running downloads a grace period.
+ * lifeline, when not -1, is the daemonizing starter's pipe: it is told
+ * only once signals are caught and the title is set, so whoever ran the
+ * starter finds a daemon that is fully up when it returns. */
+static void accept_loop(int lifeline)
 {
     struct pollfd pfds[OFFLOAD_MAX_LISTEN + OFFLOAD_MAX_LINGER];
     sigset_t block, empty;
@@ -4675,6 +4678,12 @@ static void accept_loop(void)
     signal_catch(SIGUSR1);
     proctitle_set("offload: accepting on %d address(es)", g_nlisten_fd);
     g_got_sigchld = 1;  /* the cache scan may have ended before the handler */
+    if (lifeline >= 0) {
+        if (write(lifeline, "", 1) != 1) {
+            /* the starter is gone; nothing to tell */
+        }
+        close(lifeline);
+    }
     for (i = 0; i < g_nlisten_fd; i++) {
         pfds[i].fd = g_listen_fd[i];
         pfds[i].events = POLLIN;
@@ -5166,13 +5175,7 @@ int main(int argc, char **argv)
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     log_msg("notice", "offload_daemon %s serving %s from %s", OFFLOAD_VERSION,
             g_cfg.base_url, g_cfg.cache_dir);
-    if (lifeline >= 0) {
-        if (write(lifeline, "", 1) != 1) {
-            /* the starter is gone; nothing to tell */
-        }
-        close(lifeline);
-    }
-    accept_loop();
+    accept_loop(lifeline);
     return 0;
 }
 #endif
