@@ -33,11 +33,25 @@ def check(*args):
     return p.returncode, p.stdout + p.stderr
 
 
-def slow_get(url, rate="4M", out="/dev/null"):
-    """A download that reads slowly: a curl process."""
-    return subprocess.Popen(["curl", "-s", "-o", out, "--limit-rate", rate,
-                             "-w", "%{http_code}", url],
-                            stdout=subprocess.PIPE, text=True)
+def slow_get(url, out, rate="4M", headers=()):
+    """A download that reads slowly: a curl process writing to out."""
+    args = ["curl", "-s", "-o", out, "--limit-rate", rate, "-w", "%{http_code}"]
+    for h in headers:
+        args += ["-H", h]
+    proc = subprocess.Popen(args + [url], stdout=subprocess.PIPE, text=True)
+    proc.out = out
+    return proc
+
+
+def receiving(proc):
+    """Wait until a slow_get() has its first body bytes: its server child
+    has then passed the download cap and is sending."""
+    def started():
+        try:
+            return os.path.getsize(proc.out) > 0
+        except OSError:
+            return False
+    return wait_for(started, timeout=20)
 
 
 def wait_for(predicate, timeout=10.0):
@@ -196,8 +210,8 @@ def test_sigterm_lets_a_running_download_finish(run_dir, base, daemon_factory):
     daemon = daemon_factory(base.base_url)
     assert fetch(daemon, "/t.bin")[0] == 200   # cached: the client is the slow part
     out = os.path.join(run_dir, "t.out")
-    client = slow_get(daemon.url("/t.bin"), rate="10M", out=out)
-    time.sleep(1.0)
+    client = slow_get(daemon.url("/t.bin"), out, rate="10M")
+    assert receiving(client)
     daemon.proc.send_signal(signal.SIGTERM)
     # it stops accepting at once ...
     assert wait_for(lambda: connect_refused(daemon), timeout=5)
@@ -237,9 +251,9 @@ def test_dupe_cap_refuses_one_more_and_frees_slots(base, daemon_factory):
     harness.write_file(os.path.join(base.docroot, "b.bin"), 100000)
     daemon = daemon_factory(base.base_url)
     assert fetch(daemon, "/a.bin")[0] == 200   # cached
-    first = slow_get(daemon.url("/a.bin"), rate="12M",
-                     out=os.path.join(daemon.run_dir, "a.out"))
-    time.sleep(0.7)
+    first = slow_get(daemon.url("/a.bin"), os.path.join(daemon.run_dir, "a.out"),
+                     rate="12M")
+    assert receiving(first)
     status, headers, body = fetch(daemon, "/a.bin")
     assert status == 429 and headers["retry-after"] == "10"
     assert b"download accelerator" in body
@@ -252,8 +266,9 @@ def test_dupe_cap_refuses_one_more_and_frees_slots(base, daemon_factory):
     # the slot is free again
     assert fetch(daemon, "/a.bin")[0] == 200
     # a child killed with SIGKILL does not keep its slot
-    victim = slow_get(daemon.url("/a.bin"), rate="1M")
-    time.sleep(0.7)
+    victim = slow_get(daemon.url("/a.bin"), os.path.join(daemon.run_dir, "v.out"),
+                      rate="1M")
+    assert receiving(victim)
     assert fetch(daemon, "/a.bin")[0] == 429
     kids = children(daemon.proc.pid)
     assert kids
@@ -272,8 +287,9 @@ def test_dupe_status_setting(base, daemon_factory, status):
     harness.write_file(os.path.join(base.docroot, "s.bin"), 48 * MB)
     daemon = daemon_factory(base.base_url, args=["--dupe-status", str(status)])
     assert fetch(daemon, "/s.bin")[0] == 200
-    first = slow_get(daemon.url("/s.bin"), rate="12M")
-    time.sleep(0.7)
+    first = slow_get(daemon.url("/s.bin"), os.path.join(daemon.run_dir, "s.out"),
+                     rate="12M")
+    assert receiving(first)
     got, headers, _b = fetch(daemon, "/s.bin")
     first.communicate(timeout=60)
     assert got == status
@@ -299,10 +315,10 @@ def test_x_forwarded_for_only_from_a_trusted_proxy(base, daemon_factory):
     plain = daemon_factory(base.base_url)
     for daemon, second_status in ((trusting, 200), (plain, 429)):
         assert fetch(daemon, "/p.bin")[0] == 200
-        first = subprocess.Popen(
-            ["curl", "-s", "-o", "/dev/null", "--limit-rate", "12M",
-             "-H", "X-Forwarded-For: 192.0.2.1, 198.51.100.7", daemon.url("/p.bin")])
-        time.sleep(0.7)
+        out = os.path.join(daemon.run_dir, "p%d.out" % daemon.port)
+        first = slow_get(daemon.url("/p.bin"), out, rate="12M",
+                         headers=["X-Forwarded-For: 192.0.2.1, 198.51.100.7"])
+        assert receiving(first)
         status, _h, _b = fetch(daemon, "/p.bin",
                                {"X-Forwarded-For": "192.0.2.1, 198.51.100.8"})
         first.wait(timeout=60)
