@@ -67,6 +67,18 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def wait_for(pred, timeout=15.0, step=0.05):
+    """Poll pred until it returns a true value; return that value, or the
+    last one after timeout seconds. Tests wait on what they can observe,
+    never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
 def wait_port(host, port, proc=None, timeout=15.0):
     """Wait until host:port accepts connections; fail if proc exits."""
     deadline = time.monotonic() + timeout

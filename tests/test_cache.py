@@ -9,7 +9,8 @@ import time
 
 import harness
 from test_daemon import body_gets, cache_objects, cached, fetch, log_statuses, sha
-from test_daemon_ops import slow_get, wait_for
+from harness import wait_for
+from test_daemon_ops import receiving, slow_get
 
 MB = 1024 * 1024
 META = 4096
@@ -75,8 +76,8 @@ def test_eviction_never_removes_an_object_being_read(apache_factory,
                                                  "--max-dupe-downloads", "0"])
     assert fetch(daemon, "/big.bin")[0] == 200
     out = os.path.join(daemon.run_dir, "big.out")
-    reader = slow_get(daemon.url("/big.bin"), rate="8M", out=out)
-    time.sleep(0.5)
+    reader = slow_get(daemon.url("/big.bin"), out, rate="8M")
+    assert receiving(reader)
     # big.bin is the least recently used, and the cap is exceeded twice
     for n in "xyz":
         assert fetch(daemon, "/%s.bin" % n)[0] == 200

@@ -8,12 +8,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
 import harness
+from harness import wait_for
 from test_daemon import body_gets, fetch, log_statuses, sha
 
 MB = 1024 * 1024
@@ -52,15 +52,6 @@ def receiving(proc):
         except OSError:
             return False
     return wait_for(started, timeout=20)
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def children(pid):

@@ -23,7 +23,8 @@ import time
 import pytest
 
 import harness
-from test_daemon import fetch, cache_objects
+from harness import wait_for
+from test_daemon import cache_objects
 from test_hardening import (FakeBase, response, file_headers, pattern_bytes,
                             daemon_alive, ETAG)
 
@@ -94,15 +95,6 @@ def cached_body(obj):
     with open(obj, "rb") as f:
         f.seek(4096)
         return f.read()
-
-
-def wait_for(cond, timeout=15.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
 
 
 @pytest.fixture
@@ -287,8 +279,7 @@ def test_cache_file_system_full_log_says_why(base, daemon_factory, tmpfs):
                             args=["--timeout", "5"])
     harness.write_file(os.path.join(base.docroot, "big.bin"), 12 * MB)
     get(daemon, "/big.bin")
-    time.sleep(0.3)
-    assert "No space left on device" in daemon.log_text()
+    assert wait_for(lambda: "No space left on device" in daemon.log_text())
 
 
 def test_cache_dir_removed_under_a_running_daemon(base, daemon_factory):

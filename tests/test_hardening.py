@@ -19,7 +19,7 @@ import time
 import pytest
 
 import harness
-from test_daemon import fetch, raw, cache_objects
+from test_daemon import fetch, cache_objects
 
 KB = 1024
 MB = 1024 * 1024

@@ -18,6 +18,7 @@ import subprocess
 import urllib.parse
 
 import harness
+from harness import wait_for
 
 INTERVAL = 1  # OffloadHealthCheckInterval in these tests, seconds
 
@@ -115,17 +116,6 @@ def status_auto(a):
         else:
             keys[k] = v
     return keys, hosts
-
-
-def wait_for(pred, timeout, step=0.05):
-    """Poll pred until it returns a true value; return it, or the last
-    value after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
 
 
 def hosts_of(a, paths):
