@@ -174,9 +174,12 @@ def test_daemonizes_with_pid_file_and_refuses_a_second(run_dir, base):
     with open(pid_file) as f:
         pid = int(f.read())
     try:
-        os.kill(pid, 0)
+        # ready when the starter returns: a reload at once is a reload
+        os.kill(pid, signal.SIGHUP)
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             assert f.read().startswith(b"offload: accepting")
+        assert wait_for(lambda: "reloaded the command line" in
+                        open(os.path.join(run_dir, "error.log")).read())
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         c.request("GET", "/d.bin")
         assert c.getresponse().status == 200
