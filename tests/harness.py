@@ -79,6 +79,31 @@ def wait_for(pred, timeout=15.0, step=0.05):
         time.sleep(step)
 
 
+def children(pid):
+    """PIDs of pid's children (pid is single-threaded)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def connection_children(pid):
+    """The daemon pid's children that serve a connection: not fetchers or
+    the cache scan (told apart by their process titles), not zombies."""
+    out = []
+    for kid in children(pid):
+        try:
+            with open("/proc/%d/cmdline" % kid, "rb") as f:
+                title = f.read()
+        except OSError:
+            continue
+        if title and not title.startswith((b"offload: fetching",
+                                           b"offload: scanning")):
+            out.append(kid)
+    return out
+
+
 def wait_port(host, port, proc=None, timeout=15.0):
     """Wait until host:port accepts connections; fail if proc exits."""
     deadline = time.monotonic() + timeout

@@ -55,7 +55,9 @@ def test_eviction_keeps_the_cache_under_the_cap_lru_first(apache_factory,
     time.sleep(0.05)
     status, _h, body = fetch(daemon, "/d.bin")
     assert status == 200 and sha(body) == digests["d"]
-    assert wait_for(lambda: cache_size(daemon) <= cap)
+    # the fetcher evicts after it has published d
+    assert wait_for(lambda: "/d.bin\t" in tool(daemon, "--cache-list")[1]
+                    and cache_size(daemon) <= cap)
     status, _h, _b = fetch(daemon, "/a.bin")
     assert log_statuses(daemon).count("HIT") == 2   # a twice, from the cache
     # b was evicted: it is fetched again
@@ -146,6 +148,7 @@ def test_cache_tools_list_purge_verify(apache_factory, daemon_factory):
     daemon = daemon_factory(base.base_url)
     for n in ("one", "two", "three"):
         assert fetch(daemon, "/t/%s.bin" % n)[0] == 200
+    assert cached(daemon, 3)
     status, text = tool(daemon, "--cache-list")
     assert status == 0
     lines = sorted(l.split("\t") for l in text.strip().splitlines())
@@ -186,6 +189,7 @@ def test_stale_copy_served_when_the_base_fails(apache_factory, daemon_factory):
     digest = harness.write_file(os.path.join(d, "s.bin"), MB)
     daemon = daemon_factory(base.base_url)
     assert fetch(daemon, "/st/s.bin")[0] == 200
+    assert cached(daemon, 1)
     # the base answers 500 (a broken .htaccess)
     with open(os.path.join(d, ".htaccess"), "w") as f:
         f.write("ThisIsNoDirective\n")
@@ -211,6 +215,7 @@ def test_stale_off(apache_factory, daemon_factory):
     harness.write_file(os.path.join(base.docroot, "n.bin"), MB)
     daemon = daemon_factory(base.base_url, args=["--serve-stale-on-error", "Off"])
     assert fetch(daemon, "/n.bin")[0] == 200
+    assert cached(daemon, 1)
     base.stop()
     assert fetch(daemon, "/n.bin")[0] == 502
 
@@ -221,6 +226,7 @@ def test_validate_interval(apache_factory, daemon_factory):
     harness.write_file(path, 100000, seed=1)
     daemon = daemon_factory(base.base_url, args=["--validate-interval", "2"])
     assert fetch(daemon, "/v.bin")[0] == 200
+    assert cached(daemon, 1)
     asked = len(heads(base, "/v.bin"))          # the miss (and its fetch)
     for _ in range(2):
         assert fetch(daemon, "/v.bin")[0] == 200

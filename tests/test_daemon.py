@@ -79,8 +79,9 @@ def cache_objects(daemon):
 
 def log_statuses(daemon):
     """Cache statuses from the daemon's access log, sorted (a child writes
-    its line after the client has its bytes, so the order may vary)."""
-    time.sleep(0.2)
+    its line after the client has its bytes, so the order may vary). Read
+    once the connection children have finished: each logs before it exits."""
+    harness.wait_for(lambda: not harness.connection_children(daemon.proc.pid))
     out = []
     for line in daemon.log_text().splitlines():
         if '" ' in line and line.count('"') >= 6:
@@ -113,12 +114,7 @@ def pair(base, daemon_factory):
 def cached(daemon, n):
     """Wait until the cache holds n complete objects (the fetcher renames
     its copy a moment after the client has the last byte); True if so."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if len(cache_objects(daemon)) == n:
-            return True
-        time.sleep(0.05)
-    return False
+    return harness.wait_for(lambda: len(cache_objects(daemon)) == n)
 
 
 # ---------------------------------------------------------------- misses and hits
@@ -135,6 +131,7 @@ def test_miss_then_hit_same_bytes_one_base_get(pair):
         assert headers["etag"] and headers["last-modified"]
         assert headers["content-type"] == "application/octet-stream"
         assert headers["server"].startswith("offload_daemon/")
+        assert cached(daemon, 1)   # the fetcher publishes just after
     assert len(body_gets(base, "/f.bin")) == 1
     heads = [e for e in base.access_entries() if e["method"] == "HEAD"]
     # one per request, and the fetch's check before its last bytes

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import harness
-from harness import wait_for
+from harness import children, wait_for
 from test_daemon import body_gets, fetch, log_statuses, sha
 
 MB = 1024 * 1024
@@ -52,20 +52,6 @@ def receiving(proc):
         except OSError:
             return False
     return wait_for(started, timeout=20)
-
-
-def children(pid):
-    """PIDs whose parent is pid."""
-    out = []
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open("/proc/%s/stat" % p) as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(p))
-            except OSError:
-                pass
-    return out
 
 
 @pytest.fixture
