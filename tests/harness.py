@@ -88,9 +88,7 @@ def children(pid):
         return []
 
 
-def connection_children(pid):
-    """The daemon pid's children that serve a connection: not fetchers or
-    the cache scan (told apart by their process titles), not zombies."""
+def _titled_children(pid, fetchers):
     out = []
     for kid in children(pid):
         try:
@@ -98,10 +96,22 @@ def connection_children(pid):
                 title = f.read()
         except OSError:
             continue
-        if title and not title.startswith((b"offload: fetching",
-                                           b"offload: scanning")):
+        if title and title.startswith(b"offload: fetching") == fetchers and \
+                not title.startswith(b"offload: scanning"):
             out.append(kid)
     return out
+
+
+def connection_children(pid):
+    """The daemon pid's children that serve a connection: not fetchers or
+    the cache scan (told apart by their process titles), not zombies."""
+    return _titled_children(pid, False)
+
+
+def fetchers(pid):
+    """The daemon pid's fetchers (they outlive their connection children;
+    the daemon is their subreaper). Once none runs, the cache is settled."""
+    return _titled_children(pid, True)
 
 
 def wait_port(host, port, proc=None, timeout=15.0):

@@ -643,7 +643,7 @@ def test_lying_content_length(fake_base, daemon_factory, kind):
     if r.status == 200 and complete:
         # a complete 200 is only ever the declared body
         assert sha(body) == sha(BODY), kind
-    time.sleep(0.5)
+    assert harness.wait_for(lambda: not harness.fetchers(daemon.proc.pid))
     for obj in cache_objects(daemon):
         with open(obj, "rb") as f:
             f.seek(4096)
