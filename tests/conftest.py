@@ -70,3 +70,18 @@ def daemon_factory(run_dir):
     for d in started:
         m = CRASH_PATTERNS.search(d.log_text())
         assert m is None, "daemon log shows a crash: %s" % m.group(0)
+
+
+@pytest.fixture
+def fake_base():
+    """fake_base(handler) -> a started FakeBase, stopped after the test."""
+    started = []
+
+    def make(handler):
+        b = harness.FakeBase(handler)
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        b.stop()

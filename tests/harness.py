@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -403,3 +404,100 @@ class Daemon:
             return ""
         with open(self.log_path, errors="replace") as f:
             return f.read()
+
+
+class FakeBase:
+    """A scripted HTTP/1.1 base on 127.0.0.1, one thread per connection.
+
+    handler(method, path, headers) returns a list of actions: bytes to
+    send, a float (seconds to sleep) or the string "close". The
+    connection is kept open for more requests unless "close" is in it.
+    Every request is recorded in self.requests as (method, path, headers).
+    """
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.requests = []
+        self.connections = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.base_url = "http://127.0.0.1:%d" % self.port
+        self.stopping = False
+        self.conns = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _a = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        buf = b""
+        c.settimeout(30)
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _v = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    k, _s, v = line.partition(":")
+                    headers[k.strip().lower()] = v.strip()
+                with self.lock:
+                    self.requests.append((method, path, headers))
+                close = False
+                for action in self.handler(method, path, headers):
+                    if action == "close":
+                        close = True
+                    elif isinstance(action, float):
+                        time.sleep(action)
+                    else:
+                        c.sendall(action)
+                if close:
+                    return
+        except OSError:
+            return
+        finally:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def gets(self, path):
+        with self.lock:
+            return [r for r in self.requests if r[0] == "GET" and r[1] == path]
+
+    def stop(self):
+        self.stopping = True
+        # close() alone would leave the socket listening, and answering with
+        # this handler, for as long as the accept thread is blocked on it;
+        # shutdown() wakes that thread
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.thread.join(timeout=5)
+        self.sock.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass

@@ -25,7 +25,7 @@ import pytest
 import harness
 from harness import wait_for
 from test_daemon import cache_objects
-from test_hardening import (FakeBase, response, file_headers, pattern_bytes,
+from test_hardening import (response, file_headers, pattern_bytes,
                             daemon_alive, ETAG)
 
 KB = 1024
@@ -96,19 +96,6 @@ def cached_body(obj):
         f.seek(4096)
         return f.read()
 
-
-@pytest.fixture
-def fake_base():
-    started = []
-
-    def make(handler):
-        b = FakeBase(handler)
-        started.append(b)
-        return b
-
-    yield make
-    for b in started:
-        b.stop()
 
 
 @pytest.fixture

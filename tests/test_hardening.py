@@ -2,8 +2,9 @@
 base server, proxy abuse and path tricks.
 
 Real daemon; the base is a real Apache where its behaviour is the
-subject, and a small scripted base (FakeBase, a thread in this process on
-127.0.0.1) where the test needs a base that misbehaves on purpose.
+subject, and a small scripted base (harness.FakeBase, a thread in this
+process on 127.0.0.1) where the test needs a base that misbehaves on
+purpose.
 """
 
 import hashlib
@@ -13,7 +14,6 @@ import re
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -74,95 +74,6 @@ def pattern_bytes(size, seed=0):
     return bytes(out[:size])
 
 
-class FakeBase:
-    """A scripted HTTP/1.1 base on 127.0.0.1, one thread per connection.
-
-    handler(method, path, headers) returns a list of actions: bytes to
-    send, a float (seconds to sleep) or the string "close". The
-    connection is kept open for more requests unless "close" is in it.
-    Every request is recorded in self.requests as (method, path, headers).
-    """
-
-    def __init__(self, handler):
-        self.handler = handler
-        self.requests = []
-        self.connections = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        self.base_url = "http://127.0.0.1:%d" % self.port
-        self.stopping = False
-        self.conns = []
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _a = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        buf = b""
-        c.settimeout(30)
-        try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = c.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _v = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    k, _s, v = line.partition(":")
-                    headers[k.strip().lower()] = v.strip()
-                with self.lock:
-                    self.requests.append((method, path, headers))
-                close = False
-                for action in self.handler(method, path, headers):
-                    if action == "close":
-                        close = True
-                    elif isinstance(action, float):
-                        time.sleep(action)
-                    else:
-                        c.sendall(action)
-                if close:
-                    return
-        except OSError:
-            return
-        finally:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            c.close()
-
-    def gets(self, path):
-        with self.lock:
-            return [r for r in self.requests if r[0] == "GET" and r[1] == path]
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-        with self.lock:
-            for c in self.conns:
-                try:
-                    c.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
 def response(status, headers, body=b"", reason="OK"):
     lines = ["HTTP/1.1 %d %s" % (status, reason)]
     lines += ["%s: %s" % kv for kv in headers]
@@ -173,21 +84,6 @@ def file_headers(body, etag, extra=()):
     return [("ETag", etag), ("Last-Modified", LAST_MODIFIED),
             ("Content-Length", str(len(body))),
             ("Content-Type", "application/octet-stream")] + list(extra)
-
-
-@pytest.fixture
-def fake_base():
-    """fake_base(handler) -> a started FakeBase, stopped after the test."""
-    started = []
-
-    def make(handler):
-        b = FakeBase(handler)
-        started.append(b)
-        return b
-
-    yield make
-    for b in started:
-        b.stop()
 
 
 @pytest.fixture
