@@ -89,7 +89,7 @@ def children(pid):
         return []
 
 
-def _titled_children(pid, fetchers):
+def _titled_children(pid, want_fetchers):
     out = []
     for kid in children(pid):
         try:
@@ -97,7 +97,8 @@ def _titled_children(pid, fetchers):
                 title = f.read()
         except OSError:
             continue
-        if title and title.startswith(b"offload: fetching") == fetchers and \
+        fetcher = title.startswith(b"offload: fetching")
+        if title and fetcher == want_fetchers and \
                 not title.startswith(b"offload: scanning"):
             out.append(kid)
     return out

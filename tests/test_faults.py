@@ -71,12 +71,7 @@ def descendants(pid):
     """Every process below pid (children, grandchildren ...)."""
     out, todo = [], [pid]
     while todo:
-        p = todo.pop()
-        try:
-            with open("/proc/%d/task/%d/children" % (p, p)) as f:
-                kids = [int(x) for x in f.read().split()]
-        except OSError:
-            kids = []
+        kids = harness.children(todo.pop())
         out += kids
         todo += kids
     return out
@@ -95,7 +90,6 @@ def cached_body(obj):
     with open(obj, "rb") as f:
         f.seek(4096)
         return f.read()
-
 
 
 @pytest.fixture
