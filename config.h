@@ -275,4 +275,52 @@
 #define OFFLOAD_CACHE_ERROR_SLOTS 4096
 #endif
 
+/* ---- daemon: connections and waits ----------------------------------- */
+
+/* A lingering close: how long a connection that was answered is drained
+ * before it is closed (so that the answer is not destroyed by a reset),
+ * and how often the drain looks for input. */
+#ifndef OFFLOAD_LINGER_MS
+#define OFFLOAD_LINGER_MS 2000
+#endif
+
+#ifndef OFFLOAD_LINGER_TICK_MS
+#define OFFLOAD_LINGER_TICK_MS 200
+#endif
+
+/* How often the parent looks for children gone during the shutdown
+ * grace. */
+#ifndef OFFLOAD_SHUTDOWN_TICK_MS
+#define OFFLOAD_SHUTDOWN_TICK_MS 50
+#endif
+
+/* A reader that finds an object locked but its .part not there yet (the
+ * fetcher is between the two) looks again this many times, waiting
+ * OFFLOAD_ACQUIRE_BACKOFF_MS times the attempt's number in between. */
+#ifndef OFFLOAD_ACQUIRE_TRIES
+#define OFFLOAD_ACQUIRE_TRIES 20
+#endif
+
+#ifndef OFFLOAD_ACQUIRE_BACKOFF_MS
+#define OFFLOAD_ACQUIRE_BACKOFF_MS 5
+#endif
+
+/* Header lines of a request to the base after its request line: Host,
+ * User-Agent, the bypass, forwarding and version fields. */
+#ifndef OFFLOAD_MAX_BASE_REQUEST_FIELDS
+#define OFFLOAD_MAX_BASE_REQUEST_FIELDS 1536
+#endif
+
+/* Header lines of a response to a client: entity fields (validators are
+ * bounded by OFFLOAD_MAX_VALIDATOR) and what a status adds to them. */
+#ifndef OFFLOAD_MAX_RESPONSE_FIELDS
+#define OFFLOAD_MAX_RESPONSE_FIELDS 2048
+#endif
+
+/* A client's Range or If-Range longer than this is not passed on to the
+ * base when the file is served straight from it. */
+#ifndef OFFLOAD_MAX_RELAYED_FIELD
+#define OFFLOAD_MAX_RELAYED_FIELD 512
+#endif
+
 #endif /* OFFLOAD_CONFIG_H */

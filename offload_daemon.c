@@ -80,14 +80,27 @@
 _Static_assert(OFFLOAD_META_FIRST_READ <= OFFLOAD_META_SIZE,
                "OFFLOAD_META_FIRST_READ must not exceed OFFLOAD_META_SIZE");
 
-/* Cache status words for the access log. */
-#define CS_HIT "HIT"
-#define CS_MISS "MISS"
-#define CS_REFRESH "REFRESH"
-#define CS_BYPASS "BYPASS"
-#define CS_DENIED "DENIED"
-#define CS_STALE "STALE"
-#define CS_NONE "-"
+/* What the cache did for a request: the access log's cache field and
+ * the metrics' cache results (g_cache_status_names holds the words).
+ * CS_NONE, last, is not counted in the metrics. */
+enum cache_status {
+    CS_HIT,
+    CS_MISS,
+    CS_REFRESH,
+    CS_STALE,
+    CS_BYPASS,
+    CS_DENIED,
+    CS_NONE
+};
+
+/* A client request's method, as far as the daemon tells them apart.
+ * METHOD_NONE: the request line did not parse. */
+enum http_method {
+    METHOD_NONE,
+    METHOD_GET,
+    METHOD_HEAD,
+    METHOD_OTHER
+};
 
 /* Results of parsing a client request. */
 enum parse_result {
@@ -109,6 +122,16 @@ enum range_result {
 /* ======================================================================
  * Types
  * ====================================================================== */
+
+/*
+ * A connection to a client or to the base. Request code reads and writes
+ * through the conn_* functions only, never through the descriptor, so
+ * that a TLS session can be put underneath without touching it.
+ */
+struct conn {
+    int fd;                        /* -1: not open */
+};
+#define CONN_CLOSED {-1}
 
 /* One --listen address. */
 struct listen_spec {
@@ -159,10 +182,10 @@ struct settings {
 struct request {
     size_t len;          /* bytes in buf */
     size_t head_len;     /* bytes of the header block, final CRLF included */
-    char *method;
+    enum http_method method;
+    char *method_name;
     char *target;
     int http_minor;      /* HTTP/1.x */
-    int is_head;
     int keep_alive;
     int seen_content_length;
     const char *range;
@@ -176,7 +199,7 @@ struct request {
     /* what happened, for the access log */
     int status;
     long long body_sent;
-    const char *cache_status;
+    enum cache_status cache_status;
     struct timespec started;
     char request_line[512];
     char path[OFFLOAD_MAX_PATH + 1];  /* the target, checked and decoded */
@@ -189,6 +212,7 @@ struct request {
 struct base_response {
     size_t len;          /* bytes in buf (may include the start of a body) */
     size_t head_len;
+    size_t body_pos;     /* next body byte in buf not yet read */
     int status;
     int www_authenticate;
     int keep_alive;
@@ -250,11 +274,12 @@ static const int g_metric_codes[] = {200, 206, 301, 302, 304, 307, 400, 403,
                                      431, 500, 502, 503, 504, 505};
 #define N_METRIC_CODES (sizeof(g_metric_codes) / sizeof(g_metric_codes[0]))
 
-/* Cache results, as in the access log, for the metrics. */
-static const char *const g_cache_results[] = {"HIT", "MISS", "REFRESH",
-                                              "STALE", "BYPASS", "DENIED",
-                                              "-"};
-#define N_CACHE_RESULTS (sizeof(g_cache_results) / sizeof(g_cache_results[0]))
+/* The words of enum cache_status, in its order. */
+static const char *const g_cache_status_names[] = {
+    [CS_HIT] = "HIT",       [CS_MISS] = "MISS",     [CS_REFRESH] = "REFRESH",
+    [CS_STALE] = "STALE",   [CS_BYPASS] = "BYPASS", [CS_DENIED] = "DENIED",
+    [CS_NONE] = "-"};
+#define N_CACHE_RESULTS CS_NONE  /* counted in the metrics */
 
 /* Counters every process adds to (atomically), for StatusPath. */
 struct metrics {
@@ -727,6 +752,16 @@ static int head_split_fields(char *buf, size_t end, size_t pos,
     return -1;
 }
 
+/* The method named name (case-sensitive, RFC 9110 9.1). */
+static enum http_method method_of(const char *name)
+{
+    if (strcmp(name, "GET") == 0)
+        return METHOD_GET;
+    if (strcmp(name, "HEAD") == 0)
+        return METHOD_HEAD;
+    return METHOD_OTHER;
+}
+
 /* Per-field callback of request_parse(). Returns 0, or -1 to reject. */
 static int request_field(void *ctx, char *name, char *value)
 {
@@ -819,11 +854,11 @@ static int request_parse(struct request *rq)
         return PARSE_BAD;
     *sp2 = '\0';
     version = sp2 + 1;
-    rq->method = line;
+    rq->method_name = line;
     rq->target = sp1 + 1;
-    if (*rq->method == '\0' || *rq->target == '\0')
+    if (*rq->method_name == '\0' || *rq->target == '\0')
         return PARSE_BAD;
-    for (char *p = rq->method; *p; p++) {
+    for (char *p = rq->method_name; *p; p++) {
         if (!is_tchar((unsigned char)*p))
             return PARSE_BAD;
     }
@@ -839,7 +874,7 @@ static int request_parse(struct request *rq)
         return PARSE_BAD_VERSION;
     rq->http_minor = version[7] - '0';
     rq->keep_alive = rq->http_minor >= 1;
-    rq->is_head = strcmp(rq->method, "HEAD") == 0;
+    rq->method = method_of(rq->method_name);
     rq->seen_content_length = 0;
     rc = head_split_fields(rq->buf, end, (size_t)(eol - rq->buf) + 2,
                            request_field, rq);
@@ -3079,7 +3114,7 @@ static int send_error(int cfd, struct request *rq, int status,
              extra ? extra : "", tl + 1);
     if (send_head(cfd, rq, status, hdr) != 0)
         return -1;
-    if (rq->is_head || rq->method == NULL)
+    if (rq->method == METHOD_HEAD || rq->method == METHOD_NONE)
         return 0;
     rq->body_sent = (long long)tl + 1;
     if (write_all(cfd, text, tl) != 0 || write_all(cfd, "\n", 1) != 0)
@@ -3218,7 +3253,7 @@ static NOINLINE int serve_multipart(int cfd, struct request *rq,
              ent, boundary, total);
     if (send_head(cfd, rq, 206, hdr) != 0)
         return -1;
-    if (rq->is_head)
+    if (rq->method == METHOD_HEAD)
         return 0;
     for (i = 0; i < nr; i++) {
         int pl = snprintf(part[0], sizeof(part[0]),
@@ -3268,9 +3303,9 @@ static int serve_object(int cfd, struct request *rq, struct object *obj)
         snprintf(more, room, "Content-Type: %s\r\nContent-Length: %lld\r\n",
                  type, m->length);
         if (send_head_as(cfd, rq, 200, hdr,
-                         !rq->is_head && m->length > 0 && !obj->growing))
+                         rq->method != METHOD_HEAD && m->length > 0 && !obj->growing))
             return -1;
-        if (rq->is_head || m->length == 0)
+        if (rq->method == METHOD_HEAD || m->length == 0)
             return 0;
         return send_object_range(cfd, rq, obj, 0, m->length - 1);
     }
@@ -3280,9 +3315,9 @@ static int serve_object(int cfd, struct request *rq, struct object *obj)
                  "Content-Length: %lld\r\n",
                  type, r[0].first, r[0].last, m->length,
                  r[0].last - r[0].first + 1);
-        if (send_head_as(cfd, rq, 206, hdr, !rq->is_head && !obj->growing))
+        if (send_head_as(cfd, rq, 206, hdr, rq->method != METHOD_HEAD && !obj->growing))
             return -1;
-        if (rq->is_head)
+        if (rq->method == METHOD_HEAD)
             return 0;
         return send_object_range(cfd, rq, obj, r[0].first, r[0].last);
     }
@@ -3891,7 +3926,7 @@ static int request_check(int cfd, struct request *rq, char *path, int *rc)
     const char *text = NULL;
     int status = 0;
 
-    if (strcmp(rq->method, "GET") != 0 && !rq->is_head) {
+    if (rq->method != METHOD_GET && rq->method != METHOD_HEAD) {
         *rc = send_error(cfd, rq, 405, "Allow: GET, HEAD\r\n",
                          "Only GET and HEAD are served here.");
         return 1;
@@ -3975,9 +4010,9 @@ NOINLINE static int serve_status(int cfd, struct request *rq)
          LOAD(m->responses[N_METRIC_CODES]));
     EMIT("# HELP offload_cache_results_total Requests by cache result.\n"
          "# TYPE offload_cache_results_total counter\n");
-    for (i = 0; i < N_CACHE_RESULTS - 1; i++)
+    for (i = 0; i < N_CACHE_RESULTS; i++)
         EMIT("offload_cache_results_total{result=\"%s\"} %llu\n",
-             g_cache_results[i], LOAD(m->cache_results[i]));
+             g_cache_status_names[i], LOAD(m->cache_results[i]));
     EMIT("# HELP offload_base_bytes_total Body bytes received from the base.\n"
          "# TYPE offload_base_bytes_total counter\n"
          "offload_base_bytes_total %llu\n", LOAD(m->bytes_from_base));
@@ -4015,7 +4050,7 @@ NOINLINE static int serve_status(int cfd, struct request *rq)
              "Cache-Control: no-store\r\nContent-Length: %zu\r\n", n);
     if (send_head(cfd, rq, 200, hdr) != 0)
         return -1;
-    if (rq->is_head)
+    if (rq->method == METHOD_HEAD)
         return 0;
     rq->body_sent = (long long)n;
     return write_all(cfd, body, n);
@@ -4073,7 +4108,7 @@ static int handle_request(int cfd, struct request *rq, const char *client_addr)
     struct stat st;
     int rc, head_failed;
 
-    proctitle_set("offload: %s %.200s from %s", rq->method, rq->target,
+    proctitle_set("offload: %s %.200s from %s", rq->method_name, rq->target,
                   client_addr);
     if (request_check(cfd, rq, path, &rc))
         return rc;
@@ -4088,7 +4123,7 @@ static int handle_request(int cfd, struct request *rq, const char *client_addr)
     if (cache_object_init(&obj, g_cfg.base_prefix, path) != 0)
         return send_error(cfd, rq, 414, NULL, "The path is too long.");
     full = obj.base_path;
-    if (!rq->is_head && dupe_acquire(client_addr, full) != 0) {
+    if (rq->method != METHOD_HEAD && dupe_acquire(client_addr, full) != 0) {
         char retry[64] = "";
         if (g_cfg.dupe_status != 403)
             snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
@@ -4145,7 +4180,7 @@ static int handle_request(int cfd, struct request *rq, const char *client_addr)
                           "server, so it is not served here.");
     }
     meta_from_base(&want, obj.key, &br);
-    if (rq->is_head) {
+    if (rq->method == METHOD_HEAD) {
         rq->cache_status = cache_open_complete(&obj, &want) == 0 ? CS_HIT
                                                                   : CS_MISS;
         cache_object_close(&obj);
@@ -4174,17 +4209,14 @@ static void metrics_count(const struct request *rq)
 
     if (g_shared == NULL)
         return;
-    METRIC_ADD(requests[rq->method == NULL                ? 2
-                        : strcmp(rq->method, "GET") == 0 ? 0
-                        : rq->is_head                    ? 1
-                                                         : 2], 1);
+    METRIC_ADD(requests[rq->method == METHOD_GET    ? 0
+                        : rq->method == METHOD_HEAD ? 1
+                                                    : 2], 1);
     for (i = 0; i < N_METRIC_CODES && g_metric_codes[i] != rq->status; i++) {
     }
     METRIC_ADD(responses[i], 1);
-    for (i = 0; i < N_CACHE_RESULTS - 1 &&
-                strcmp(g_cache_results[i], rq->cache_status) != 0; i++) {
-    }
-    METRIC_ADD(cache_results[i], 1);
+    if (rq->cache_status < N_CACHE_RESULTS)
+        METRIC_ADD(cache_results[rq->cache_status], 1);
     METRIC_ADD(bytes_to_clients, (uint64_t)rq->body_sent);
 }
 
@@ -4228,7 +4260,7 @@ static void access_log(const struct request *rq, const char *client_addr)
     n = snprintf(line, sizeof(line),
                  "%s - - [%s] \"%s\" %d %lld \"%s\" \"%s\" %s %lld\n",
                  client_addr, stamp, req, rq->status, rq->body_sent, ref, ua,
-                 rq->cache_status, us);
+                 g_cache_status_names[rq->cache_status], us);
     if (g_access_fd >= 0 && n > 0 && (size_t)n < sizeof(line) &&
         write(g_access_fd, line, (size_t)n) < 0) {
         /* a full log disk must not stop the download */
@@ -4333,9 +4365,9 @@ static void request_client(struct request *rq, const char *peer)
 static void request_reset(struct request *rq)
 {
     rq->head_len = 0;
-    rq->method = rq->target = NULL;
+    rq->method = METHOD_NONE;
+    rq->method_name = rq->target = NULL;
     rq->http_minor = 1;
-    rq->is_head = 0;
     rq->keep_alive = 0;
     rq->range = rq->if_range = rq->if_none_match = NULL;
     rq->if_modified_since = rq->user_agent = rq->referer = NULL;
@@ -4465,9 +4497,9 @@ static int cgi_main(void)
                  uri, query && *query ? "?" : "", query ? query : "");
     if (n < 0 || (size_t)n >= sizeof(target))
         target[0] = '\0';
-    rq.method = (char *)method;
+    rq.method_name = (char *)method;
+    rq.method = method_of(method);
     rq.target = target[0] ? target : (char *)"/";
-    rq.is_head = strcmp(method, "HEAD") == 0;
     rq.range = getenv("HTTP_RANGE");
     rq.if_range = getenv("HTTP_IF_RANGE");
     rq.if_none_match = getenv("HTTP_IF_NONE_MATCH");

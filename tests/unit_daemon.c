@@ -41,7 +41,7 @@ static void test_request_parse(void)
     size_t i;
 
     CHECK(parse_text(&rq, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n") == PARSE_OK);
-    CHECK(strcmp(rq.method, "GET") == 0 && strcmp(rq.target, "/a") == 0);
+    CHECK(rq.method == METHOD_GET && strcmp(rq.target, "/a") == 0);
     CHECK(rq.keep_alive == 1 && rq.http_minor == 1);
     CHECK(parse_text(&rq, "GET /a HTTP/1.0\r\n\r\n") == PARSE_OK);
     CHECK(rq.keep_alive == 0);
@@ -51,7 +51,7 @@ static void test_request_parse(void)
     CHECK(parse_text(&rq, "HEAD /a HTTP/1.1\r\nConnection: close\r\n"
                           "Range: bytes=0-1\r\nIf-Range: \"x\"\r\n\r\n") ==
           PARSE_OK);
-    CHECK(rq.is_head && !rq.keep_alive);
+    CHECK(rq.method == METHOD_HEAD && !rq.keep_alive);
     CHECK(strcmp(rq.range, "bytes=0-1") == 0 && strcmp(rq.if_range, "\"x\"") == 0);
     /* leading empty line is tolerated; pipelined bytes stay after head */
     CHECK(parse_text(&rq, "\r\nGET / HTTP/1.1\r\n\r\nGET /next") == PARSE_OK);

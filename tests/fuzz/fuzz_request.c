@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = request_parse(&rq);
     if (rc != PARSE_OK)
         return 0;
-    if (rq.head_len == 0 || rq.head_len > rq.len || rq.method == NULL ||
+    if (rq.head_len == 0 || rq.head_len > rq.len || rq.method == METHOD_NONE ||
         rq.target == NULL)
         abort();
     check_value(rq.range);
