@@ -305,16 +305,22 @@
 #define OFFLOAD_ACQUIRE_BACKOFF_MS 5
 #endif
 
+/* How often a download waiting out OFFLOAD_DUPE_GRACE_MS for a slot of
+ * its address (MaxDupeDownloads) looks again, in milliseconds. */
+#ifndef OFFLOAD_DUPE_RETRY_MS
+#define OFFLOAD_DUPE_RETRY_MS 10
+#endif
+
 /* Header lines of a request to the base after its request line: Host,
  * User-Agent, the bypass, forwarding and version fields. */
 #ifndef OFFLOAD_MAX_BASE_REQUEST_FIELDS
 #define OFFLOAD_MAX_BASE_REQUEST_FIELDS 1536
 #endif
 
-/* Header lines of a response to a client: entity fields (validators are
- * bounded by OFFLOAD_MAX_VALIDATOR) and what a status adds to them. */
+/* Header lines of a response to a client: entity fields (four values of
+ * at most OFFLOAD_MAX_VALIDATOR each) and what a status adds to them. */
 #ifndef OFFLOAD_MAX_RESPONSE_FIELDS
-#define OFFLOAD_MAX_RESPONSE_FIELDS 2048
+#define OFFLOAD_MAX_RESPONSE_FIELDS 1536
 #endif
 
 /* A client's Range or If-Range longer than this is not passed on to the

@@ -13,6 +13,17 @@
  * reaps; one forked child serves each connection; a child that wins an
  * object's lock forks a fetcher that outlives the client if need be.
  *
+ * Layers: request code reads and writes a connection (struct conn), never
+ * a socket; every exchange with the base goes through base_exchange()
+ * and base_body_read(); "the same version" is version_same() alone.
+ *
+ * Return conventions, everywhere below: a function that can fail returns
+ * 0 on success and -1 on failure (errno set where its comment says so);
+ * a predicate ("is", "has", "matches") returns 1 or 0; a parser returns
+ * its enum result; a function that answers a client returns 0 when the
+ * connection may carry another request and -1 when it must be closed;
+ * start-up errors die() naming the setting.
+ *
  * Build: cc -O2 -Wall -Wextra -o offload_daemon offload_daemon.c -lz
  * Run:   offload_daemon --base http://www.example.com \
  *            --listen 0.0.0.0:8081 --cache-dir /var/cache/offload
@@ -343,14 +354,14 @@ static struct shared *g_shared;               /* NULL in unit tests, CGI */
 static int g_slot = -1;                       /* child: its download slot */
 
 struct object;
-static int relay_rest(int cfd, struct request *rq, const struct object *obj,
+static int relay_rest(struct conn *cc, struct request *rq, const struct object *obj,
                       long long first, long long last);
 
 /* Defined in the start-up section, used by the accept loop and --cgi. */
 static void config_reload(void);
 static int logs_open(void);
 static void pid_file_release(void);
-static int g_base_fd = -1;                    /* child: kept-alive base */
+static struct conn g_base = CONN_CLOSED;      /* child: kept-alive base */
 static int g_fetchers_started;                /* child: fetchers forked */
 static uint64_t *g_cache_errors;              /* shared: objects whose cache
                                                  error was logged */
@@ -625,6 +636,79 @@ static void proctitle_set(const char *fmt, ...)
 }
 
 /* ======================================================================
+ * The connection layer: client and base traffic alike
+ * ====================================================================== */
+
+/* Take over an open socket as a connection. */
+static void conn_attach(struct conn *c, int fd)
+{
+    c->fd = fd;
+}
+
+/* Read at most len bytes. Returns read()'s result: bytes, 0 at the end,
+ * -1 with errno set (EINTR when a signal came: callers decide). */
+static ssize_t conn_read(struct conn *c, void *buf, size_t len)
+{
+    return read(c->fd, buf, len);
+}
+
+/* Wait at most ms milliseconds (-1: no limit) for input. Returns 1 when
+ * there is some (or the peer closed), 0 on a timeout, -1 on an error. */
+static int conn_wait_input(struct conn *c, int ms)
+{
+    struct pollfd pfd = {c->fd, POLLIN, 0};
+    int rc = poll(&pfd, 1, ms);
+
+    return rc > 0 ? 1 : rc;
+}
+
+/* Write all of iov[0..n-1] (consumed); with more, the pieces leave with
+ * what follows (MSG_MORE). Returns 0, or -1 with errno set. */
+static int conn_writev(struct conn *c, struct iovec *iov, int n, int more)
+{
+    return writev_all(c->fd, iov, n, more);
+}
+
+/* Write all of buf. Returns 0, or -1 with errno set. */
+static int conn_write(struct conn *c, const void *buf, size_t len)
+{
+    return write_all(c->fd, buf, len);
+}
+
+/* Send at most len bytes of file_fd from *pos (advanced). Returns the
+ * bytes sent, 0 when the file has none there, or -1 with errno set. */
+static ssize_t conn_sendfile(struct conn *c, int file_fd, off_t *pos,
+                             size_t len)
+{
+    return sendfile(c->fd, file_fd, pos, len);
+}
+
+/* Close c at once (no-op when it is not open). */
+static void conn_close(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+/* Close a client connection after letting it read what was sent: stop
+ * writing, then drain its input for at most OFFLOAD_LINGER_MS (a
+ * lingering close: a reset would destroy an answer not yet read). */
+static void conn_close_lingering(struct conn *c)
+{
+    char sink[4096];
+    long long deadline = now_ms() + OFFLOAD_LINGER_MS;
+
+    shutdown(c->fd, SHUT_WR);
+    while (now_ms() < deadline) {
+        if (conn_wait_input(c, OFFLOAD_LINGER_TICK_MS) <= 0 ||
+            conn_read(c, sink, sizeof(sink)) <= 0)
+            break;
+    }
+    conn_close(c);
+}
+
+/* ======================================================================
  * Parsing: client requests, paths, ranges, settings, base responses
  * ====================================================================== */
 
@@ -800,24 +884,18 @@ static int request_field(void *ctx, char *name, char *value)
 }
 
 /*
- * Parse the request in rq->buf[0..rq->len). Returns PARSE_INCOMPLETE when
- * the header block has not fully arrived (and is within its limits),
- * PARSE_OK with rq's fields set, or the HTTP status to answer.
+ * Look at the request line at rq->buf + start before the head is whole:
+ * an HTTP/0.9 request has no header block to wait for, and a line over
+ * its limit is refused at once. Sets *eol to the line's CR. Returns
+ * PARSE_OK to go on, PARSE_INCOMPLETE, or the HTTP status to answer.
  */
-static int request_parse(struct request *rq)
+static int request_line_check(struct request *rq, size_t start, char **eol)
 {
-    char *line, *eol, *sp1, *sp2, *version;
-    size_t end, start = 0;
-    int rc;
+    char *line = rq->buf + start;
+    const char *sp;
 
-    if (memchr(rq->buf, '\0', rq->len) != NULL)
-        return PARSE_BAD;
-    while (start + 1 < rq->len && rq->buf[start] == '\r' &&
-           rq->buf[start + 1] == '\n')
-        start += 2;
-    line = rq->buf + start;
-    eol = memmem(line, rq->len - start, "\r\n", 2);
-    if (eol == NULL) {
+    *eol = memmem(line, rq->len - start, "\r\n", 2);
+    if (*eol == NULL) {
         if (rq->len - start > OFFLOAD_MAX_REQUEST_LINE)
             return PARSE_URI_TOO_LONG;
         /* a bare LF ends nothing: refuse it rather than wait */
@@ -826,24 +904,25 @@ static int request_parse(struct request *rq)
         return rq->len >= OFFLOAD_MAX_HEADER_BLOCK ? PARSE_HEADERS_TOO_LARGE
                                                    : PARSE_INCOMPLETE;
     }
-    if ((size_t)(eol - line) > OFFLOAD_MAX_REQUEST_LINE)
+    if ((size_t)(*eol - line) > OFFLOAD_MAX_REQUEST_LINE)
         return PARSE_URI_TOO_LONG;
-    {
-        /* judge the version as soon as the line is there: an HTTP/0.9
-         * request has no header block to wait for */
-        const char *sp = memrchr(line, ' ', (size_t)(eol - line));
-        if (sp == NULL || eol - sp < 6 || strncmp(sp + 1, "HTTP/", 5) != 0)
-            return PARSE_BAD;
-        if (sp[6] != '1')
-            return PARSE_BAD_VERSION;
-    }
-    end = head_block_end(rq->buf, rq->len);
-    if (end == 0)
-        return rq->len >= OFFLOAD_MAX_HEADER_BLOCK ? PARSE_HEADERS_TOO_LARGE
-                                                   : PARSE_INCOMPLETE;
-    rq->head_len = end;
+    sp = memrchr(line, ' ', (size_t)(*eol - line));
+    if (sp == NULL || *eol - sp < 6 || strncmp(sp + 1, "HTTP/", 5) != 0)
+        return PARSE_BAD;
+    if (sp[6] != '1')
+        return PARSE_BAD_VERSION;
+    return PARSE_OK;
+}
 
-    *eol = '\0';
+/*
+ * Split the NUL-terminated request line into method, target and version
+ * and check each. Returns PARSE_OK with rq's method, target and version
+ * set, or the HTTP status to answer.
+ */
+static int request_line_parse(struct request *rq, char *line)
+{
+    char *sp1, *sp2, *version;
+
     copy_string(rq->request_line, sizeof(rq->request_line), line);
     sp1 = strchr(line, ' ');
     if (sp1 == NULL)
@@ -875,6 +954,37 @@ static int request_parse(struct request *rq)
     rq->http_minor = version[7] - '0';
     rq->keep_alive = rq->http_minor >= 1;
     rq->method = method_of(rq->method_name);
+    return PARSE_OK;
+}
+
+/*
+ * Parse the request in rq->buf[0..rq->len). Returns PARSE_INCOMPLETE when
+ * the header block has not fully arrived (and is within its limits),
+ * PARSE_OK with rq's fields set, or the HTTP status to answer.
+ */
+static int request_parse(struct request *rq)
+{
+    char *eol;
+    size_t end, start = 0;
+    int rc;
+
+    if (memchr(rq->buf, '\0', rq->len) != NULL)
+        return PARSE_BAD;
+    while (start + 1 < rq->len && rq->buf[start] == '\r' &&
+           rq->buf[start + 1] == '\n')
+        start += 2;
+    rc = request_line_check(rq, start, &eol);
+    if (rc != PARSE_OK)
+        return rc;
+    end = head_block_end(rq->buf, rq->len);
+    if (end == 0)
+        return rq->len >= OFFLOAD_MAX_HEADER_BLOCK ? PARSE_HEADERS_TOO_LARGE
+                                                   : PARSE_INCOMPLETE;
+    rq->head_len = end;
+    *eol = '\0';
+    rc = request_line_parse(rq, rq->buf + start);
+    if (rc != PARSE_OK)
+        return rc;
     rq->seen_content_length = 0;
     rc = head_split_fields(rq->buf, end, (size_t)(eol - rq->buf) + 2,
                            request_field, rq);
@@ -2038,6 +2148,20 @@ static void meta_from_base(struct object_meta *m, const char *key,
 }
 
 /*
+ * The one rule for "the same version of a file": is m the version with
+ * this length, ETag and Last-Modified? The ETags are compared without
+ * W/ (Apache weakens the ETag of a file modified within the second of
+ * the request, and strengthens it later, for the same bytes).
+ */
+static int version_same(const struct object_meta *m, long long length,
+                        const char *etag, const char *last_modified)
+{
+    return m->length == length &&
+           strcmp(etag_opaque(m->etag), etag_opaque(etag)) == 0 &&
+           strcmp(m->last_modified, last_modified) == 0;
+}
+
+/*
  * Is the stored version m the one the base describes? All validators
  * must be equal: ETag (compared without W/), Last-Modified and length.
  * Storing and comparing all three is what keeps a changed file with an
@@ -2046,9 +2170,8 @@ static void meta_from_base(struct object_meta *m, const char *key,
 static int meta_matches(const struct object_meta *m, const char *key,
                         const struct object_meta *want)
 {
-    return strcmp(m->key, key) == 0 && m->length == want->length &&
-           strcmp(etag_opaque(m->etag), etag_opaque(want->etag)) == 0 &&
-           strcmp(m->last_modified, want->last_modified) == 0;
+    return strcmp(m->key, key) == 0 &&
+           version_same(m, want->length, want->etag, want->last_modified);
 }
 
 /* meta_read() for a block whose text is longer than its first read. */
@@ -2881,13 +3004,14 @@ fail:
     return -1;
 }
 
-/* Connect to the base, trying each of its addresses; when none answers,
- * look the name up again once (it may have moved). Returns a socket, or
- * -1 with errno set (ETIMEDOUT when the connect timed out). */
-static int base_connect(void)
+/* Connect c to the base, trying each of its addresses; when none
+ * answers, look the name up again once (it may have moved). Returns 0,
+ * or -1 with errno set (ETIMEDOUT when the connect timed out). */
+static int base_connect(struct conn *c)
 {
     int pass, i, fd;
 
+    /* the second round after a fresh lookup of the name */
     for (pass = 0; pass < 2; pass++) {
         if ((pass == 1 || g_nbase_addrs == 0) && base_resolve() != 0) {
             errno = EHOSTUNREACH;
@@ -2895,8 +3019,10 @@ static int base_connect(void)
         }
         for (i = 0; i < g_nbase_addrs; i++) {
             fd = base_connect_one(&g_base_addrs[i]);
-            if (fd >= 0)
-                return fd;
+            if (fd >= 0) {
+                conn_attach(c, fd);
+                return 0;
+            }
             if (errno == ETIMEDOUT)
                 return -1;  /* a second round would only double the wait */
         }
@@ -2905,14 +3031,17 @@ static int base_connect(void)
 }
 
 /*
- * Send a request for path to the base on fd. extra holds further header
- * lines (each ending in CRLF) or is empty. Returns 0 or -1.
+ * Send the request for obj to the base on c, for rq's client: HEAD on a
+ * kept-alive connection, GET on one of its own. extra holds further
+ * header lines (each ending in CRLF) or is empty. Returns 0 or -1.
  */
-static int base_send(int fd, const char *method, const char *path,
-                     const char *client_addr, int keep_alive, const char *extra)
+static int base_send(struct conn *c, enum http_method method,
+                     const struct request *rq, const struct object *obj,
+                     const char *extra)
 {
-    char rest[1536];  /* the path, up to OFFLOAD_MAX_PATH, goes on its own */
-    struct iovec iov[4];
+    char rest[OFFLOAD_MAX_BASE_REQUEST_FIELDS]; /* the path goes on its own */
+    const char *name = method == METHOD_HEAD ? "HEAD " : "GET ";
+    struct iovec iov[3];
     int n;
 
     n = snprintf(rest, sizeof(rest),
@@ -2924,32 +3053,31 @@ static int base_send(int fd, const char *method, const char *path,
                  "Via: 1.1 %s (" SERVER_NAME ")\r\n"
                  "Connection: %s\r\n"
                  "%s\r\n",
-                 g_cfg.base_authority, client_addr, g_via_host,
-                 keep_alive ? "keep-alive" : "close", extra);
+                 g_cfg.base_authority, rq->client, g_via_host,
+                 method == METHOD_HEAD ? "keep-alive" : "close", extra);
     if (n < 0 || (size_t)n >= sizeof(rest)) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    iov[0].iov_base = (void *)method;
-    iov[0].iov_len = strlen(method);
-    iov[1].iov_base = (void *)" ";
-    iov[1].iov_len = 1;
-    iov[2].iov_base = (void *)path;
-    iov[2].iov_len = strlen(path);
-    iov[3].iov_base = rest;
-    iov[3].iov_len = (size_t)n;
-    return writev_all(fd, iov, 4, 0);
+    iov[0].iov_base = (void *)name;
+    iov[0].iov_len = strlen(name);
+    iov[1].iov_base = (void *)obj->base_path;
+    iov[1].iov_len = strlen(obj->base_path);
+    iov[2].iov_base = rest;
+    iov[2].iov_len = (size_t)n;
+    return conn_writev(c, iov, 3, 0);
 }
 
 /* Read and parse a response head from the base. Bytes after the head
- * (the start of a body) stay in br->buf. Returns 0, or -1 (errno EAGAIN
- * on a timeout, EPROTO when malformed, ECONNRESET when it closed). */
-static int base_read_head(int fd, struct base_response *br)
+ * (the start of a body) stay in br->buf for base_body_read(). Returns 0,
+ * or -1 (errno EAGAIN on a timeout, EPROTO when malformed, ECONNRESET
+ * when it closed). */
+static int base_read_head(struct conn *c, struct base_response *br)
 {
     br->len = 0;
     for (;;) {
-        ssize_t n = read(fd, br->buf + br->len,
-                         OFFLOAD_MAX_HEADER_BLOCK - br->len);
+        ssize_t n = conn_read(c, br->buf + br->len,
+                              OFFLOAD_MAX_HEADER_BLOCK - br->len);
         int rc;
 
         if (n < 0) {
@@ -2966,8 +3094,10 @@ static int base_read_head(int fd, struct base_response *br)
         br->len += (size_t)n;
         br->buf[br->len] = '\0';
         rc = base_response_parse(br);
-        if (rc == 0)
+        if (rc == 0) {
+            br->body_pos = br->head_len;
             return 0;
+        }
         if (rc < 0) {
             errno = EPROTO;
             return -1;
@@ -2976,33 +3106,111 @@ static int base_read_head(int fd, struct base_response *br)
 }
 
 /*
- * HEAD path at the base on the child's kept-alive connection (opening
- * one when there is none, and retrying once on a fresh one when a reused
+ * The one exchange with the base: connect c when it is not open, send
+ * the request for obj (see base_send), read the answer's head into br.
+ * Returns 0, or -1 with errno set and c closed.
+ */
+static int base_exchange(struct conn *c, enum http_method method,
+                         const struct request *rq, const struct object *obj,
+                         const char *extra, struct base_response *br)
+{
+    int err;
+
+    if (c->fd < 0 && base_connect(c) != 0)
+        return -1;
+    if (base_send(c, method, rq, obj, extra) == 0 && base_read_head(c, br) == 0)
+        return 0;
+    err = errno;
+    conn_close(c);
+    errno = err;
+    return -1;
+}
+
+/* Read at most room body bytes of br's answer into buf: first those that
+ * came with the head, then from c. Counts them in the metrics. Returns
+ * the bytes read, 0 when the base closed, or -1 with errno set. */
+static ssize_t base_body_read(struct conn *c, struct base_response *br,
+                              char *buf, size_t room)
+{
+    size_t held = br->len - br->body_pos;
+    ssize_t got;
+
+    if (held > 0) {
+        got = (ssize_t)(held < room ? held : room);
+        memcpy(buf, br->buf + br->body_pos, (size_t)got);
+        br->body_pos += (size_t)got;
+    } else {
+        do {
+            got = conn_read(c, buf, room);
+        } while (got < 0 && errno == EINTR);
+    }
+    if (got > 0)
+        METRIC_ADD(bytes_from_base, (uint64_t)got);
+    return got;
+}
+
+/* Is br a plain 200 answer with the version m describes? */
+static int base_has_version(const struct base_response *br,
+                            const struct object_meta *m)
+{
+    return br->status == 200 && !br->chunked &&
+           version_same(m, br->content_length, br->etag, br->last_modified);
+}
+
+/* Is br the 206 answer with bytes [first, last] of the version m? */
+static int base_has_range(const struct base_response *br,
+                          const struct object_meta *m, long long first,
+                          long long last)
+{
+    char expect[OFFLOAD_MAX_VALIDATOR];
+
+    snprintf(expect, sizeof(expect), "bytes %lld-%lld/%lld", first, last,
+             m->length);
+    return br->status == 206 && !br->chunked &&
+           br->content_length == last - first + 1 &&
+           strcmp(br->content_range, expect) == 0 &&
+           version_same(m, m->length, br->etag, br->last_modified);
+}
+
+/* Header lines asking the base for bytes first..last (last < 0: to the
+ * end) of the version m only, into out. Returns their length. */
+static size_t base_range_fields(char *out, size_t sz,
+                                const struct object_meta *m, long long first,
+                                long long last)
+{
+    char end[24] = "";
+    int n;
+
+    if (last >= 0)
+        snprintf(end, sizeof(end), "%lld", last);
+    n = snprintf(out, sz, "Range: bytes=%lld-%s\r\nIf-Range: %s\r\n", first,
+                 end, m->etag[0] == '"' ? m->etag : m->last_modified);
+    return n < 0 || (size_t)n >= sz ? 0 : (size_t)n;
+}
+
+/*
+ * HEAD obj at the base on the child's kept-alive connection (opening one
+ * when there is none, and retrying once on a fresh one when a reused
  * connection fails before answering). Returns 0 with br filled, or -1
  * with errno set.
  */
-static int base_head(const char *path, const char *client_addr,
+static int base_head(const struct request *rq, const struct object *obj,
                      struct base_response *br)
 {
     int attempt;
 
+    /* a second attempt only after a kept-alive connection failed: the
+     * base may have closed it while it was idle */
     for (attempt = 0; attempt < 2; attempt++) {
-        int reused = g_base_fd >= 0;
+        int reused = g_base.fd >= 0;
 
-        if (!reused && (g_base_fd = base_connect()) < 0)
-            return -1;
-        if (base_send(g_base_fd, "HEAD", path, client_addr, 1, "") == 0 &&
-            base_read_head(g_base_fd, br) == 0) {
+        if (base_exchange(&g_base, METHOD_HEAD, rq, obj, "", br) == 0) {
             /* a HEAD answer has no body: anything more means the base
              * cannot be trusted to keep the connection in step */
-            if (!br->keep_alive || br->len != br->head_len) {
-                close(g_base_fd);
-                g_base_fd = -1;
-            }
+            if (!br->keep_alive || br->len != br->head_len)
+                conn_close(&g_base);
             return 0;
         }
-        close(g_base_fd);
-        g_base_fd = -1;
         if (!reused || errno == EAGAIN)
             return -1;
     }
@@ -3053,7 +3261,7 @@ static const char *status_reason(int status)
  * bytes, sent at once), the head is held back (MSG_MORE) to leave in one
  * packet with the body's first bytes. Returns 0 or -1.
  */
-static int send_head_as(int cfd, struct request *rq, int status,
+static int send_head_as(struct conn *cc, struct request *rq, int status,
                         const char *extra, int body_follows)
 {
     char start[192];
@@ -3084,13 +3292,13 @@ static int send_head_as(int cfd, struct request *rq, int status,
     iov[1].iov_base = (void *)extra;
     iov[1].iov_len = strlen(extra);
     iov[2].iov_len = strlen(iov[2].iov_base);
-    return writev_all(cfd, iov, 3, body_follows && !g_cgi);
+    return conn_writev(cc, iov, 3, body_follows && !g_cgi);
 }
 
 /* send_head() for a response without a body that follows at once. */
-static int send_head(int cfd, struct request *rq, int status, const char *extra)
+static int send_head(struct conn *cc, struct request *rq, int status, const char *extra)
 {
-    return send_head_as(cfd, rq, status, extra, 0);
+    return send_head_as(cc, rq, status, extra, 0);
 }
 
 /*
@@ -3099,7 +3307,7 @@ static int send_head(int cfd, struct request *rq, int status, const char *extra)
  * (none for HEAD). Client errors that leave the connection in doubt
  * close it. Returns 0 or -1.
  */
-static int send_error(int cfd, struct request *rq, int status,
+static int send_error(struct conn *cc, struct request *rq, int status,
                       const char *extra, const char *text)
 {
     char hdr[OFFLOAD_MAX_PATH + 512];
@@ -3112,12 +3320,12 @@ static int send_error(int cfd, struct request *rq, int status,
              "%sContent-Type: text/plain; charset=utf-8\r\n"
              "Content-Length: %zu\r\n",
              extra ? extra : "", tl + 1);
-    if (send_head(cfd, rq, status, hdr) != 0)
+    if (send_head(cc, rq, status, hdr) != 0)
         return -1;
     if (rq->method == METHOD_HEAD || rq->method == METHOD_NONE)
         return 0;
     rq->body_sent = (long long)tl + 1;
-    if (write_all(cfd, text, tl) != 0 || write_all(cfd, "\n", 1) != 0)
+    if (conn_write(cc, text, tl) != 0 || conn_write(cc, "\n", 1) != 0)
         return -1;
     return 0;
 }
@@ -3128,7 +3336,7 @@ static int send_error(int cfd, struct request *rq, int status,
  * our disk gave up on: the base has the rest), or -1. Kept out of
  * send_object_range() with its metadata buffer, off the hit path.
  */
-static NOINLINE int send_object_stalled(int cfd, struct request *rq,
+static NOINLINE int send_object_stalled(struct conn *cc, struct request *rq,
                                         struct object *obj, long long off,
                                         long long last)
 {
@@ -3137,7 +3345,7 @@ static NOINLINE int send_object_stalled(int cfd, struct request *rq,
     if (object_wait(obj, obj->data_offset + off + 1) == 0)
         return 1;
     if (meta_read(obj->fd, &m) == 0 && m.abandoned)
-        return relay_rest(cfd, rq, obj, off, last);
+        return relay_rest(cc, rq, obj, off, last);
     return -1;
 }
 
@@ -3147,7 +3355,7 @@ static NOINLINE int send_object_stalled(int cfd, struct request *rq,
  * the client or the fetch failed (the caller closes the connection, so a
  * short body is never taken for a whole one).
  */
-static int send_object_range(int cfd, struct request *rq, struct object *obj,
+static int send_object_range(struct conn *cc, struct request *rq, struct object *obj,
                              long long first, long long last)
 {
     long long off = first;
@@ -3165,7 +3373,7 @@ static int send_object_range(int cfd, struct request *rq, struct object *obj,
                 return -1;
             avail = st.st_size - obj->data_offset;
             if (avail <= off) {
-                int rc = send_object_stalled(cfd, rq, obj, off, last);
+                int rc = send_object_stalled(cc, rq, obj, off, last);
                 if (rc == 1)
                     continue;
                 return rc;
@@ -3176,7 +3384,7 @@ static int send_object_range(int cfd, struct request *rq, struct object *obj,
         chunk = (size_t)(avail - off);
         if (chunk > OFFLOAD_SENDFILE_CHUNK)
             chunk = OFFLOAD_SENDFILE_CHUNK;
-        n = sendfile(cfd, obj->fd, &pos, chunk);
+        n = conn_sendfile(cc, obj->fd, &pos, chunk);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -3226,13 +3434,13 @@ static int request_not_modified(const struct request *rq,
  * entity headers ent). Returns 0, or -1 to close the connection. Kept out
  * of serve_object() with its part buffers, off the hit path.
  */
-static NOINLINE int serve_multipart(int cfd, struct request *rq,
+static NOINLINE int serve_multipart(struct conn *cc, struct request *rq,
                                     struct object *obj,
                                     const struct byte_range *r, int nr,
                                     const char *ent, const char *type)
 {
     const struct object_meta *m = &obj->meta;
-    char boundary[40], part[2][600], hdr[2048];
+    char boundary[40], part[2][600], hdr[OFFLOAD_MAX_RESPONSE_FIELDS];
     long long total = 0;
     int i;
 
@@ -3251,7 +3459,7 @@ static NOINLINE int serve_multipart(int cfd, struct request *rq,
              "%sContent-Type: multipart/byteranges; boundary=%s\r\n"
              "Content-Length: %lld\r\n",
              ent, boundary, total);
-    if (send_head(cfd, rq, 206, hdr) != 0)
+    if (send_head(cc, rq, 206, hdr) != 0)
         return -1;
     if (rq->method == METHOD_HEAD)
         return 0;
@@ -3260,12 +3468,12 @@ static NOINLINE int serve_multipart(int cfd, struct request *rq,
                           "\r\n--%s\r\nContent-Type: %s\r\n"
                           "Content-Range: bytes %lld-%lld/%lld\r\n\r\n",
                           boundary, type, r[i].first, r[i].last, m->length);
-        if (write_all(cfd, part[0], (size_t)pl) != 0 ||
-            send_object_range(cfd, rq, obj, r[i].first, r[i].last) != 0)
+        if (conn_write(cc, part[0], (size_t)pl) != 0 ||
+            send_object_range(cc, rq, obj, r[i].first, r[i].last) != 0)
             return -1;
         rq->body_sent += pl;
     }
-    if (write_all(cfd, part[1], strlen(part[1])) != 0)
+    if (conn_write(cc, part[1], strlen(part[1])) != 0)
         return -1;
     rq->body_sent += (long long)strlen(part[1]);
     return 0;
@@ -3275,13 +3483,13 @@ static NOINLINE int serve_multipart(int cfd, struct request *rq,
  * Answer rq from obj (complete or growing): 304, 416, 206 single or
  * multipart/byteranges, or 200. Returns 0, or -1 to close the connection.
  */
-static int serve_object(int cfd, struct request *rq, struct object *obj)
+static int serve_object(struct conn *cc, struct request *rq, struct object *obj)
 {
     const struct object_meta *m = &obj->meta;
     const char *type = m->content_type[0] ? m->content_type
                                           : "application/octet-stream";
     struct byte_range r[OFFLOAD_MAX_RANGES];
-    char hdr[1536];  /* entity headers (ent), then what a status adds */
+    char hdr[OFFLOAD_MAX_RESPONSE_FIELDS]; /* entity headers, then status's */
     size_t el = object_headers(obj, hdr, sizeof(hdr));
     char *more = hdr + el;
     size_t room = sizeof(hdr) - el;
@@ -3289,7 +3497,7 @@ static int serve_object(int cfd, struct request *rq, struct object *obj)
     int nr = 0;
 
     if (request_not_modified(rq, m))
-        return send_head(cfd, rq, 304, hdr);
+        return send_head(cc, rq, 304, hdr);
     if (rq->range != NULL &&
         (rq->if_range == NULL ||
          if_range_matches(rq->if_range, m->etag, m->last_modified)))
@@ -3297,17 +3505,17 @@ static int serve_object(int cfd, struct request *rq, struct object *obj)
 
     if (rr == RANGE_UNSATISFIABLE) {
         snprintf(more, room, "Content-Range: bytes */%lld\r\n", m->length);
-        return send_error(cfd, rq, 416, hdr, "Range not satisfiable.");
+        return send_error(cc, rq, 416, hdr, "Range not satisfiable.");
     }
     if (rr == RANGE_NONE) {
         snprintf(more, room, "Content-Type: %s\r\nContent-Length: %lld\r\n",
                  type, m->length);
-        if (send_head_as(cfd, rq, 200, hdr,
+        if (send_head_as(cc, rq, 200, hdr,
                          rq->method != METHOD_HEAD && m->length > 0 && !obj->growing))
             return -1;
         if (rq->method == METHOD_HEAD || m->length == 0)
             return 0;
-        return send_object_range(cfd, rq, obj, 0, m->length - 1);
+        return send_object_range(cc, rq, obj, 0, m->length - 1);
     }
     if (nr == 1) {
         snprintf(more, room,
@@ -3315,19 +3523,32 @@ static int serve_object(int cfd, struct request *rq, struct object *obj)
                  "Content-Length: %lld\r\n",
                  type, r[0].first, r[0].last, m->length,
                  r[0].last - r[0].first + 1);
-        if (send_head_as(cfd, rq, 206, hdr, rq->method != METHOD_HEAD && !obj->growing))
+        if (send_head_as(cc, rq, 206, hdr, rq->method != METHOD_HEAD && !obj->growing))
             return -1;
         if (rq->method == METHOD_HEAD)
             return 0;
-        return send_object_range(cfd, rq, obj, r[0].first, r[0].last);
+        return send_object_range(cc, rq, obj, r[0].first, r[0].last);
     }
     *more = '\0';
-    return serve_multipart(cfd, rq, obj, r, nr, hdr, type);
+    return serve_multipart(cc, rq, obj, r, nr, hdr, type);
 }
 
 /* ======================================================================
  * Fetching into the cache, and passing through without it
  * ====================================================================== */
+
+/* A fetch into the cache: what it fills, how far it is, and why it
+ * stopped. */
+struct fetch {
+    const struct request *rq;      /* the request that started it */
+    struct object *obj;            /* its lock is held */
+    struct object_meta *want;      /* the version being fetched */
+    int fd;                        /* the .part */
+    long long offset;              /* body bytes in the .part */
+    uLong crc;                     /* of those bytes */
+    const char *why;               /* NULL, or why it failed */
+    int local_error;               /* our disk failed, not the base */
+};
 
 /*
  * Before the last bytes of a fetch go into the cache (and so to any
@@ -3335,144 +3556,196 @@ static int serve_object(int cfd, struct request *rq, struct object *obj)
  * fetch began with. A file rewritten in place while it was being sent
  * changes its validators; its bytes may be a mix. Returns 1 if current.
  */
-static int fetch_still_current(const struct object_meta *want,
-                               const char *path, const char *client_addr)
+static int fetch_still_current(const struct fetch *f)
 {
     static struct base_response br;
 
-    return base_head(path, client_addr, &br) == 0 && br.status == 200 &&
-           br.content_length == want->length &&
-           strcmp(etag_opaque(br.etag), etag_opaque(want->etag)) == 0 &&
-           strcmp(br.last_modified, want->last_modified) == 0;
+    return base_head(f->rq, f->obj, &br) == 0 && base_has_version(&br, f->want);
 }
 
 /*
- * In the fetcher process (obj's lock held): GET path from the base into
- * the .part open on fd, starting at offset (resume), check it against
- * want and publish it. On any failure the .part is removed, so readers
- * waiting for more bytes see the fetcher gone and close their clients
- * short. Returns 0 or -1.
+ * Start the GET of a fetch on c, resuming at f->offset, and check its
+ * head: the version the HEAD described, whole or from the offset. A base
+ * that ignored the range starts the copy over. Returns 0, or -1 with
+ * f->why set.
  */
-static int fetch_object(struct object *obj, int fd, struct object_meta *want,
-                        const char *path, const char *client_addr,
-                        long long offset, uLong crc)
+static int fetch_begin(struct fetch *f, struct conn *c,
+                       struct base_response *br)
 {
-    static struct base_response br;
-    static char buf[OFFLOAD_IO_BUFFER];
     char extra[3 * OFFLOAD_MAX_VALIDATOR];
-    const char *why = NULL;
     size_t n = 0;
-    int bfd = -1, rc = -1, local_error = 0;
 
     /* If-Match turns a file that changed since the HEAD into a 412
      * instead of bytes of another version */
-    if (want->etag[0] == '"')
+    extra[0] = '\0';
+    if (f->want->etag[0] == '"')
         n = (size_t)snprintf(extra, sizeof(extra), "If-Match: %s\r\n",
-                             want->etag);
-    else
-        extra[0] = '\0';
-    if (offset > 0)
-        snprintf(extra + n, sizeof(extra) - n,
-                 "Range: bytes=%lld-\r\nIf-Range: %s\r\n", offset,
-                 want->etag[0] == '"' ? want->etag : want->last_modified);
-    bfd = base_connect();
-    if (bfd < 0 || base_send(bfd, "GET", path, client_addr, 0, extra) != 0 ||
-        base_read_head(bfd, &br) != 0) {
-        why = strerror(errno);
-        goto out;
+                             f->want->etag);
+    if (f->offset > 0)
+        base_range_fields(extra + n, sizeof(extra) - n, f->want, f->offset, -1);
+    if (base_exchange(c, METHOD_GET, f->rq, f->obj, extra, br) != 0) {
+        f->why = strerror(errno);
+        return -1;
     }
-    if (br.status == 200 && offset > 0) {
-        /* the base ignored the range: start over */
-        offset = 0;
-        crc = crc32(0L, Z_NULL, 0);
-        if (ftruncate(fd, OFFLOAD_META_SIZE) != 0) {
-            why = strerror(errno);
-            goto out;
+    if (br->status == 200 && f->offset > 0) {
+        f->offset = 0;
+        f->crc = crc32(0L, Z_NULL, 0);
+        if (ftruncate(f->fd, OFFLOAD_META_SIZE) != 0) {
+            f->why = strerror(errno);
+            return -1;
         }
     }
-    if (!(br.status == 200 || (br.status == 206 && offset > 0))) {
-        why = "unexpected status";
-        goto out;
-    }
-    if (br.chunked || br.content_length != want->length - offset ||
-        strcmp(etag_opaque(br.etag), etag_opaque(want->etag)) != 0 ||
-        strcmp(br.last_modified, want->last_modified) != 0) {
-        why = "the file changed since the HEAD";
-        goto out;
-    }
-    if (br.status == 206) {
-        char expect[128];
-        snprintf(expect, sizeof(expect), "bytes %lld-%lld/%lld", offset,
-                 want->length - 1, want->length);
-        if (strcmp(br.content_range, expect) != 0) {
-            why = "unexpected Content-Range";
-            goto out;
-        }
-    }
-    /* body bytes that came with the head, then the rest */
-    n = br.len - br.head_len;
-    if (n > 0)
-        memcpy(buf, br.buf + br.head_len, n);
-    while (offset < want->length) {
-        ssize_t got;
+    if (f->offset == 0 ? base_has_version(br, f->want)
+                       : base_has_range(br, f->want, f->offset,
+                                        f->want->length - 1))
+        return 0;
+    f->why = br->status == 200 || br->status == 206
+                 ? "the file changed since the HEAD"
+                 : "unexpected status";
+    return -1;
+}
 
-        if (n == 0) {
-            size_t room = sizeof(buf);
-            if ((long long)room > want->length - offset)
-                room = (size_t)(want->length - offset);
-            got = read(bfd, buf, room);
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got <= 0) {
-                why = got == 0 ? "the base closed the connection early"
-                               : strerror(errno);
-                goto out;
-            }
-            n = (size_t)got;
+/* Copy the body from the base into the .part, holding back its last
+ * bytes until the base confirms the version again. Returns 0, or -1
+ * with f->why set. */
+static int fetch_body(struct fetch *f, struct conn *c, struct base_response *br)
+{
+    static char buf[OFFLOAD_IO_BUFFER];
+
+    while (f->offset < f->want->length) {
+        long long left = f->want->length - f->offset;
+        size_t room = (long long)sizeof(buf) < left ? sizeof(buf) : (size_t)left;
+        ssize_t got = base_body_read(c, br, buf, room);
+
+        if (got <= 0) {
+            f->why = got == 0 ? "the base closed the connection early"
+                              : strerror(errno);
+            return -1;
         }
-        if ((long long)n > want->length - offset)
-            n = (size_t)(want->length - offset);
-        if (offset + (long long)n == want->length &&
-            !fetch_still_current(want, path, client_addr)) {
+        if (got == left && !fetch_still_current(f)) {
             /* held back, the last bytes keep every reader from taking a
              * mix of two versions for a whole file */
-            why = "the file changed on the base during the fetch";
-            goto out;
+            f->why = "the file changed on the base during the fetch";
+            return -1;
         }
-        if (pwrite_all(fd, buf, n, OFFLOAD_META_SIZE + offset) != 0) {
-            why = strerror(errno);
-            local_error = 1;
-            goto out;
+        if (pwrite_all(f->fd, buf, (size_t)got, OFFLOAD_META_SIZE + f->offset)) {
+            f->why = strerror(errno);
+            f->local_error = 1;
+            return -1;
         }
-        crc = crc32(crc, (const Bytef *)buf, (uInt)n);
-        offset += (long long)n;
-        METRIC_ADD(bytes_from_base, n);
-        n = 0;
+        f->crc = crc32(f->crc, (const Bytef *)buf, (uInt)got);
+        f->offset += got;
     }
-    want->crc32 = crc;
-    rc = cache_publish(obj, fd, want);
-    if (rc == 0) {
-        /* the new object is in use by its clients: not to be evicted */
-        flock(fd, LOCK_SH);
-        cache_evict();
-    }
-out:
-    if (why != NULL && local_error) {
-        /* our disk, not the base: readers may finish from the base */
+    return 0;
+}
+
+/* A fetch failed: remove its .part, so readers waiting for more bytes
+ * see the fetcher gone and close their clients short. When our disk
+ * failed, mark the copy abandoned first: its readers finish from the
+ * base. */
+static void fetch_abandon(struct fetch *f)
+{
+    if (f->local_error) {
         char block[OFFLOAD_META_SIZE];
-        cache_log_error(obj, "writing the copy");
-        want->abandoned = 1;
-        if (meta_encode(want, block) == 0)
-            pwrite_all(fd, block, sizeof(block), 0);
-        unlink(obj->part_path);
-    } else if (why != NULL) {
-        log_msg("error", "fetch of %s failed at byte %lld: %s", obj->key,
-                offset, why);
-        unlink(obj->part_path);
+
+        cache_log_error(f->obj, "writing the copy");
+        f->want->abandoned = 1;
+        if (meta_encode(f->want, block) == 0)
+            pwrite_all(f->fd, block, sizeof(block), 0);
+    } else {
+        log_msg("error", "fetch of %s failed at byte %lld: %s", f->obj->key,
+                f->offset, f->why);
     }
-    if (bfd >= 0)
-        close(bfd);
+    unlink(f->obj->part_path);
+}
+
+/*
+ * In the fetcher process (the object's lock held): GET the file from the
+ * base into the .part of f, check it and publish it. Returns 0 or -1.
+ */
+static int fetch_object(struct fetch *f)
+{
+    static struct base_response br;
+    struct conn base = CONN_CLOSED;
+    int rc = -1;
+
+    if (fetch_begin(f, &base, &br) == 0 && fetch_body(f, &base, &br) == 0) {
+        f->want->crc32 = f->crc;
+        rc = cache_publish(f->obj, f->fd, f->want);
+        if (rc == 0) {
+            /* the new object is in use by its clients: not to be evicted */
+            flock(f->fd, LOCK_SH);
+            cache_evict();
+        }
+    }
+    if (f->why != NULL)
+        fetch_abandon(f);
+    conn_close(&base);
     return rc;
+}
+
+/* The base could not be asked (err: errno of the exchange): 504 when it
+ * did not answer in time, else 502. Returns as send_error(). */
+static int send_base_unreachable(struct conn *cc, struct request *rq, int err)
+{
+    if (err == EAGAIN || err == ETIMEDOUT)
+        return send_error(cc, rq, 504, NULL,
+                          "The base server did not answer in time.");
+    return send_error(cc, rq, 502, NULL, "The base server cannot be reached.");
+}
+
+/* Send the client left body bytes of br's answer from the base, after
+ * dropping the first skip. Returns 0, or -1 (the client's connection
+ * then ends short). */
+static int base_body_relay(struct conn *base, struct base_response *br,
+                           struct conn *cc, struct request *rq, long long skip,
+                           long long left)
+{
+    static char buf[OFFLOAD_IO_BUFFER];
+
+    while (left > 0) {
+        long long want = skip > 0 ? skip : left;
+        size_t room = (long long)sizeof(buf) < want ? sizeof(buf) : (size_t)want;
+        ssize_t got = base_body_read(base, br, buf, room);
+
+        if (got <= 0)
+            return -1;
+        if (skip > 0) {
+            skip -= got;
+            continue;
+        }
+        if (conn_write(cc, buf, (size_t)got) != 0)
+            return -1;
+        left -= got;
+        rq->body_sent += got;
+    }
+    return 0;
+}
+
+/* The head of a bypass answer: the base's status and entity fields.
+ * Returns 0 or -1. */
+static int bypass_send_head(struct conn *cc, struct request *rq,
+                            const struct base_response *br)
+{
+    char hdr[OFFLOAD_MAX_RESPONSE_FIELDS];
+    size_t n = 0;
+
+    if (br->content_type[0])
+        n += (size_t)snprintf(hdr + n, sizeof(hdr) - n, "Content-Type: %s\r\n",
+                              br->content_type);
+    if (br->content_range[0])
+        n += (size_t)snprintf(hdr + n, sizeof(hdr) - n,
+                              "Content-Range: %s\r\n", br->content_range);
+    if (br->etag[0])
+        n += (size_t)snprintf(hdr + n, sizeof(hdr) - n, "ETag: %s\r\n",
+                              br->etag);
+    if (br->last_modified[0])
+        n += (size_t)snprintf(hdr + n, sizeof(hdr) - n,
+                              "Last-Modified: %s\r\n", br->last_modified);
+    snprintf(hdr + n, sizeof(hdr) - n,
+             "Accept-Ranges: bytes\r\nContent-Length: %lld\r\n",
+             br->content_length);
+    return send_head(cc, rq, br->status, hdr);
 }
 
 /*
@@ -3481,83 +3754,36 @@ out:
  * Range and If-Range passed on, relaying status, entity headers and the
  * body. Returns 0, or -1 to close the connection.
  */
-static int serve_bypass(int cfd, struct request *rq, const char *path,
-                        const char *client_addr)
+static int serve_bypass(struct conn *cc, struct request *rq,
+                        const struct object *obj)
 {
     static struct base_response br;
-    static char buf[OFFLOAD_IO_BUFFER];
-    char extra[2 * OFFLOAD_MAX_HEADER_BLOCK / 8], hdr[2048];
-    long long left;
+    struct conn base = CONN_CLOSED;
+    char extra[4 * OFFLOAD_MAX_RELAYED_FIELD];
     size_t n = 0;
-    int bfd, rc = -1;
+    int rc = -1;
 
     rq->cache_status = CS_BYPASS;
     extra[0] = '\0';
-    if (rq->range != NULL && strlen(rq->range) < 512) {
+    if (rq->range != NULL && strlen(rq->range) < OFFLOAD_MAX_RELAYED_FIELD) {
         n = (size_t)snprintf(extra, sizeof(extra), "Range: %s\r\n", rq->range);
-        if (rq->if_range != NULL && strlen(rq->if_range) < 512)
+        if (rq->if_range != NULL &&
+            strlen(rq->if_range) < OFFLOAD_MAX_RELAYED_FIELD)
             snprintf(extra + n, sizeof(extra) - n, "If-Range: %s\r\n",
                      rq->if_range);
     }
-    bfd = base_connect();
-    if (bfd < 0 || base_send(bfd, "GET", path, client_addr, 0, extra) != 0 ||
-        base_read_head(bfd, &br) != 0) {
-        int timed_out = errno == EAGAIN || errno == ETIMEDOUT;
-        log_msg("error", "GET %s from the base: %s", path, strerror(errno));
-        rc = send_error(cfd, rq, timed_out ? 504 : 502, NULL,
-                        timed_out ? "The base server did not answer in time."
-                                  : "The base server cannot be reached.");
-        goto out;
+    if (base_exchange(&base, METHOD_GET, rq, obj, extra, &br) != 0) {
+        log_msg("error", "GET %s from the base: %s", obj->base_path,
+                strerror(errno));
+        return send_base_unreachable(cc, rq, errno);
     }
     if ((br.status != 200 && br.status != 206 && br.status != 416) ||
-        br.chunked || br.content_length < 0) {
-        rc = send_error(cfd, rq, 502, NULL,
+        br.chunked || br.content_length < 0)
+        rc = send_error(cc, rq, 502, NULL,
                         "The base server answered unexpectedly.");
-        goto out;
-    }
-    n = 0;
-    if (br.content_type[0])
-        n += (size_t)snprintf(hdr + n, sizeof(hdr) - n, "Content-Type: %s\r\n",
-                              br.content_type);
-    if (br.content_range[0])
-        n += (size_t)snprintf(hdr + n, sizeof(hdr) - n, "Content-Range: %s\r\n",
-                              br.content_range);
-    if (br.etag[0])
-        n += (size_t)snprintf(hdr + n, sizeof(hdr) - n, "ETag: %s\r\n", br.etag);
-    if (br.last_modified[0])
-        n += (size_t)snprintf(hdr + n, sizeof(hdr) - n,
-                              "Last-Modified: %s\r\n", br.last_modified);
-    snprintf(hdr + n, sizeof(hdr) - n,
-             "Accept-Ranges: bytes\r\nContent-Length: %lld\r\n",
-             br.content_length);
-    if (send_head(cfd, rq, br.status, hdr) != 0)
-        goto out;
-    left = br.content_length;
-    n = br.len - br.head_len;
-    if ((long long)n > left)
-        n = (size_t)left;
-    if (n > 0) {
-        if (write_all(cfd, br.buf + br.head_len, n) != 0)
-            goto out;
-        left -= (long long)n;
-        rq->body_sent += (long long)n;
-        METRIC_ADD(bytes_from_base, n);
-    }
-    while (left > 0) {
-        ssize_t got = read(bfd, buf, (long long)sizeof(buf) < left
-                                         ? sizeof(buf) : (size_t)left);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0 || write_all(cfd, buf, (size_t)got) != 0)
-            goto out;
-        left -= got;
-        rq->body_sent += got;
-        METRIC_ADD(bytes_from_base, got);
-    }
-    rc = 0;
-out:
-    if (bfd >= 0)
-        close(bfd);
+    else if (bypass_send_head(cc, rq, &br) == 0)
+        rc = base_body_relay(&base, &br, cc, rq, 0, br.content_length);
+    conn_close(&base);
     return rc;
 }
 
@@ -3567,71 +3793,50 @@ out:
  * with If-Range so that only the same version is taken, and send them
  * on. Returns 0, or -1 (the client's connection then ends short).
  */
-static int relay_rest(int cfd, struct request *rq, const struct object *obj,
-                      long long first, long long last)
+static int relay_rest(struct conn *cc, struct request *rq,
+                      const struct object *obj, long long first,
+                      long long last)
 {
     static struct base_response br;
-    static char buf[OFFLOAD_IO_BUFFER];
+    struct conn base = CONN_CLOSED;
     const struct object_meta *m = &obj->meta;
-    const char *path = obj->key + strlen(g_cfg.base_authority);
-    char extra[2 * OFFLOAD_MAX_VALIDATOR + 64], expect[96];
-    long long left = last - first + 1, skip = 0;
-    size_t n;
-    int bfd, rc = -1;
+    char extra[2 * OFFLOAD_MAX_VALIDATOR + 64];
+    int rc = -1;
 
-    snprintf(extra, sizeof(extra), "Range: bytes=%lld-%lld\r\nIf-Range: %s\r\n",
-             first, last, m->etag[0] == '"' ? m->etag : m->last_modified);
-    snprintf(expect, sizeof(expect), "bytes %lld-%lld/%lld", first, last,
-             m->length);
-    bfd = base_connect();
-    if (bfd < 0 || base_send(bfd, "GET", path, rq->client, 0, extra) != 0 ||
-        base_read_head(bfd, &br) != 0 || br.chunked)
-        goto out;
-    if (br.status == 200 && br.content_length == m->length &&
-        strcmp(etag_opaque(br.etag), etag_opaque(m->etag)) == 0 &&
-        strcmp(br.last_modified, m->last_modified) == 0) {
+    base_range_fields(extra, sizeof(extra), m, first, last);
+    if (base_exchange(&base, METHOD_GET, rq, obj, extra, &br) != 0)
+        return -1;
+    if (base_has_range(&br, m, first, last))
+        rc = base_body_relay(&base, &br, cc, rq, 0, last - first + 1);
+    else if (base_has_version(&br, m))
         /* the same version, whole (a date too recent to be a strong
          * validator makes the base ignore the range): skip to first */
-        skip = first;
-    } else if (br.status != 206 || br.content_length != left ||
-               strcmp(br.content_range, expect) != 0) {
-        goto out;
-    }
-    n = br.len - br.head_len;
-    memcpy(buf, br.buf + br.head_len, n);
-    while (left > 0) {
-        size_t use;
-
-        if (n == 0) {
-            ssize_t got = read(bfd, buf, sizeof(buf));
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got <= 0)
-                goto out;
-            n = (size_t)got;
-            METRIC_ADD(bytes_from_base, got);
-        }
-        use = n;
-        if (skip > 0) {
-            size_t drop = (long long)n < skip ? n : (size_t)skip;
-            skip -= (long long)drop;
-            n -= drop;
-            memmove(buf, buf + drop, n);
-            continue;
-        }
-        if ((long long)use > left)
-            use = (size_t)left;
-        if (write_all(cfd, buf, use) != 0)
-            goto out;
-        left -= (long long)use;
-        rq->body_sent += (long long)use;
-        n = 0;
-    }
-    rc = 0;
-out:
-    if (bfd >= 0)
-        close(bfd);
+        rc = base_body_relay(&base, &br, cc, rq, first, last - first + 1);
+    conn_close(&base);
     return rc;
+}
+
+/* In a new fetcher process: let go of what belongs to the connection
+ * child, and, under --cgi, of the web server's pipes (it waits for the
+ * CGI's stderr to close). */
+static void fetcher_detach(struct conn *cc, const struct object *obj)
+{
+    conn_close(cc);
+    conn_close(&g_base);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    if (g_cgi) {
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, STDIN_FILENO);
+            dup2(null, STDERR_FILENO);
+            close(null);
+        }
+        openlog("offload_daemon", LOG_PID, LOG_DAEMON);
+        g_error_fd = -1;
+    }
+    g_slot = -1;
+    proctitle_set("offload: fetching %.200s", obj->base_path);
 }
 
 /*
@@ -3640,46 +3845,27 @@ out:
  * stream from it like every other reader. The fetch goes on if this
  * client goes away. Returns 0 with obj open, or 1 to pass through.
  */
-NOINLINE static int fetch_start(int cfd, struct object *obj, struct object_meta *want,
-                       int lock_fd, const char *path, const char *client_addr)
+NOINLINE static int fetch_start(struct conn *cc, const struct request *rq,
+                                struct object *obj, struct object_meta *want,
+                                int lock_fd)
 {
-    long long offset;
-    uLong crc;
-    int fd = cache_create_part(obj, want, &offset, &crc);
+    struct fetch f = {rq, obj, want, -1, 0, 0, NULL, 0};
     pid_t pid;
 
-    if (fd < 0) {
+    f.fd = cache_create_part(obj, want, &f.offset, &f.crc);
+    if (f.fd < 0) {
         cache_log_error(obj, "creating the copy");
         close(lock_fd);
         return 1;
     }
     pid = fork();
+    if (pid == 0) {
+        fetcher_detach(cc, obj);
+        _exit(fetch_object(&f) == 0 ? 0 : 1);
+    }
     if (pid > 0)
         g_fetchers_started++;
-    if (pid == 0) {
-        close(cfd);
-        if (g_base_fd >= 0)
-            close(g_base_fd);
-        g_base_fd = -1;
-        signal(SIGTERM, SIG_IGN);
-        signal(SIGINT, SIG_IGN);
-        if (g_cgi) {
-            /* the web server waits for the CGI's stderr to close */
-            int null = open("/dev/null", O_RDWR);
-            if (null >= 0) {
-                dup2(null, STDIN_FILENO);
-                dup2(null, STDERR_FILENO);
-                close(null);
-            }
-            openlog("offload_daemon", LOG_PID, LOG_DAEMON);
-            g_error_fd = -1;
-        }
-        g_slot = -1;
-        proctitle_set("offload: fetching %.200s", path);
-        _exit(fetch_object(obj, fd, want, path, client_addr, offset, crc) == 0
-                  ? 0 : 1);
-    }
-    close(fd);
+    close(f.fd);
     close(lock_fd);
     if (pid < 0) {
         log_msg("error", "fork: %s", strerror(errno));
@@ -3699,17 +3885,16 @@ NOINLINE static int fetch_start(int cfd, struct object *obj, struct object_meta 
  * version of the file is being fetched right now). Not inlined: what the
  * miss path's callees need would otherwise widen every hit's stack.
  */
-static NOINLINE int object_acquire(int cfd, struct request *rq,
+static NOINLINE int object_acquire(struct conn *cc, struct request *rq,
                                    struct object *obj,
-                                   struct object_meta *want, const char *path,
-                                   const char *client_addr)
+                                   struct object_meta *want)
 {
     int tries;
 
     if (g_cfg.cache_max_size > 0 &&
         OFFLOAD_META_SIZE + want->length > g_cfg.cache_max_size)
         return 1;   /* it would not fit: stream it, cache nothing */
-    for (tries = 0; tries < 20; tries++) {
+    for (tries = 0; tries < OFFLOAD_ACQUIRE_TRIES; tries++) {
         struct stat st;
         int lock_fd;
 
@@ -3725,7 +3910,7 @@ static NOINLINE int object_acquire(int cfd, struct request *rq,
                 return 0;
             }
             rq->cache_status = stat(obj->path, &st) == 0 ? CS_REFRESH : CS_MISS;
-            return fetch_start(cfd, obj, want, lock_fd, path, client_addr);
+            return fetch_start(cc, rq, obj, want, lock_fd);
         }
         if (lock_fd == -1) {
             cache_log_error(obj, "taking the lock");
@@ -3739,7 +3924,7 @@ static NOINLINE int object_acquire(int cfd, struct request *rq,
             return 1;   /* another version is being fetched */
         /* the fetcher is between taking the lock and creating the .part:
          * a moment's wait, bounded by the number of tries */
-        poll(NULL, 0, 5 * (tries + 1));
+        poll(NULL, 0, OFFLOAD_ACQUIRE_BACKOFF_MS * (tries + 1));
     }
     return 1;
 }
@@ -3826,7 +4011,7 @@ static int dupe_acquire(const char *client, const char *url)
     while (dupe_try(c, u) != 0) {
         if (now_ms() >= deadline)
             return -1;
-        poll(NULL, 0, 10);
+        poll(NULL, 0, OFFLOAD_DUPE_RETRY_MS);
     }
     return 0;
 }
@@ -3920,14 +4105,14 @@ static const char *target_for_base(const char *target)
  * path into path. Returns 0 to go on, or 1 when the request has been
  * answered (*rc then holds send_error()'s result).
  */
-static int request_check(int cfd, struct request *rq, char *path, int *rc)
+static int request_check(struct conn *cc, struct request *rq, char *path, int *rc)
 {
     const char *target = rq->target;
     const char *text = NULL;
     int status = 0;
 
     if (rq->method != METHOD_GET && rq->method != METHOD_HEAD) {
-        *rc = send_error(cfd, rq, 405, "Allow: GET, HEAD\r\n",
+        *rc = send_error(cc, rq, 405, "Allow: GET, HEAD\r\n",
                          "Only GET and HEAD are served here.");
         return 1;
     }
@@ -3956,7 +4141,7 @@ static int request_check(int cfd, struct request *rq, char *path, int *rc)
     }
     if (status == 0)
         return 0;
-    *rc = send_error(cfd, rq, status, NULL, text);
+    *rc = send_error(cc, rq, status, NULL, text);
     return 1;
 }
 
@@ -3977,7 +4162,7 @@ static int status_allowed(const char *addr)
  * means the daemon accepts and serves), with the shared counters in the
  * Prometheus text exposition format (version 0.0.4).
  */
-NOINLINE static int serve_status(int cfd, struct request *rq)
+NOINLINE static int serve_status(struct conn *cc, struct request *rq)
 {
     static char body[16384];
     const struct metrics *m = &g_shared->m;
@@ -4048,12 +4233,12 @@ NOINLINE static int serve_status(int cfd, struct request *rq)
     snprintf(hdr, sizeof(hdr),
              "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
              "Cache-Control: no-store\r\nContent-Length: %zu\r\n", n);
-    if (send_head(cfd, rq, 200, hdr) != 0)
+    if (send_head(cc, rq, 200, hdr) != 0)
         return -1;
     if (rq->method == METHOD_HEAD)
         return 0;
     rq->body_sent = (long long)n;
-    return write_all(cfd, body, n);
+    return conn_write(cc, body, n);
 }
 
 /* Open obj's complete copy if the base confirmed it less than
@@ -4076,7 +4261,7 @@ static int cache_open_recent(struct object *obj)
  * copy, what makes no sense here as 502. Returns as send_error(). Kept
  * out of handle_request() with its buffers, off the hit path.
  */
-static NOINLINE int answer_base_status(int cfd, struct request *rq,
+static NOINLINE int answer_base_status(struct conn *cc, struct request *rq,
                                        const struct object *obj,
                                        const struct base_response *br)
 {
@@ -4089,115 +4274,184 @@ static NOINLINE int answer_base_status(int cfd, struct request *rq,
         snprintf(loc, sizeof(loc), "Location: %s\r\n", br->location);
     snprintf(text, sizeof(text), "The base server answered %d.", br->status);
     if (br->status < 300 || br->status == 304)
-        return send_error(cfd, rq, 502, NULL,
+        return send_error(cc, rq, 502, NULL,
                           "The base server answered unexpectedly.");
-    return send_error(cfd, rq, br->status, loc[0] ? loc : NULL, text);
+    return send_error(cc, rq, br->status, loc[0] ? loc : NULL, text);
+}
+
+/* Requests the daemon answers itself, without the base: StatusPath and
+ * /robots.txt. Returns 1 when rq was answered (*rc holds the result),
+ * else 0. */
+static int answer_own(struct conn *cc, struct request *rq, int *rc)
+{
+    const char *path = rq->path;
+
+    if (g_cfg.status_path[0] && strcmp(path, g_cfg.status_path) == 0 &&
+        g_shared != NULL) {
+        *rc = status_allowed(rq->client)
+                  ? serve_status(cc, rq)
+                  : send_error(cc, rq, 403, NULL, "Not for your address.");
+        return 1;
+    }
+    if (g_cfg.robots_txt && strcmp(path, "/robots.txt") == 0) {
+        *rc = send_error(cc, rq, 200, NULL, robots_txt);
+        return 1;
+    }
+    return 0;
+}
+
+/* The per-client cap (MaxDupeDownloads) refused rq. Returns as
+ * send_error(). */
+static NOINLINE int send_dupe_refusal(struct conn *cc, struct request *rq)
+{
+    char retry[64] = "";
+
+    if (g_cfg.dupe_status != 403)
+        snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
+                 OFFLOAD_RETRY_AFTER);
+    rq->cache_status = CS_DENIED;
+    METRIC_ADD(refused_dupe, 1);
+    return send_error(cc, rq, g_cfg.dupe_status, retry,
+                      "Too many simultaneous downloads of this file from "
+                      "your address. Please turn off the download "
+                      "accelerator (segmented or multi-connection "
+                      "download) and use a single connection.");
+}
+
+/*
+ * The base could not be asked (head_failed) or answered 5xx: serve a
+ * stored copy as stale when ServeStaleOnError allows (returns 1 with obj
+ * open), else answer (returns -1, *rc holding send_error()'s result).
+ */
+static NOINLINE int base_failed(struct conn *cc, struct request *rq,
+                                struct object *obj,
+                                const struct base_response *br,
+                                int head_failed, int *rc)
+{
+    int err = errno;
+    struct stat st;
+
+    if (head_failed)
+        log_msg("error", "HEAD %s at the base: %s", obj->base_path,
+                strerror(err));
+    if (g_cfg.serve_stale && !g_cfg.docroot[0] &&
+        cache_open_stored(obj, &st) == 0) {
+        obj->stale = 1;
+        rq->cache_status = CS_STALE;
+        return 1;
+    }
+    if (head_failed)
+        *rc = send_base_unreachable(cc, rq, err);
+    else if (br->status <= 504)
+        *rc = send_error(cc, rq, br->status, NULL,
+                         "The base server has a problem.");
+    else
+        *rc = send_error(cc, rq, 502, NULL,
+                         "The base server answered unexpectedly.");
+    return -1;
+}
+
+/*
+ * Ask the base (HEAD) for the current version of obj, and answer what
+ * does not let the daemon serve it. Returns 0 with want describing the
+ * version, 1 when obj was opened as a stale copy to serve, or -1 when
+ * rq has been answered (*rc holds the result).
+ */
+static int base_validate(struct conn *cc, struct request *rq,
+                         struct object *obj, struct object_meta *want,
+                         int *rc)
+{
+    static struct base_response br PAGE_ALIGNED;
+    int head_failed = base_head(rq, obj, &br) != 0;
+
+    if (head_failed || br.status >= 500)
+        return base_failed(cc, rq, obj, &br, head_failed, rc);
+    if (br.status == 401 || br.www_authenticate) {
+        rq->cache_status = CS_DENIED;
+        *rc = send_error(cc, rq, 403, NULL,
+                         "This file is protected; get it from the base "
+                         "server.");
+        return -1;
+    }
+    if (br.status != 200) {
+        *rc = answer_base_status(cc, rq, obj, &br);
+        return -1;
+    }
+    if (br.content_length < 0 || br.chunked ||
+        (br.etag[0] != '"' && br.last_modified[0] == '\0')) {
+        rq->cache_status = CS_DENIED;
+        *rc = send_error(cc, rq, 403, NULL,
+                         "This file cannot be validated against the base "
+                         "server, so it is not served here.");
+        return -1;
+    }
+    meta_from_base(want, obj->key, &br);
+    return 0;
+}
+
+/*
+ * Serve the version want of obj, which the base has just confirmed: a
+ * HEAD from want alone; a GET from DocumentRoot, or from the cache
+ * (fetching it if need be), or passed through from the base. Returns 0
+ * when the connection may go on, -1 when it must be closed.
+ */
+static int serve_version(struct conn *cc, struct request *rq,
+                         struct object *obj, struct object_meta *want)
+{
+    int rc;
+
+    if (rq->method == METHOD_HEAD) {
+        rq->cache_status = cache_open_complete(obj, want) == 0 ? CS_HIT
+                                                                : CS_MISS;
+        cache_object_close(obj);
+        obj->meta = *want;
+        return serve_object(cc, rq, obj);
+    }
+    if (g_cfg.docroot[0]) {
+        if (docroot_open(obj, rq->path, want) != 0)
+            return serve_bypass(cc, rq, obj);
+        rq->cache_status = CS_HIT;
+    } else if (object_acquire(cc, rq, obj, want) != 0) {
+        return serve_bypass(cc, rq, obj);
+    } else if (!obj->growing) {
+        cache_touch(obj, 1);
+    }
+    rc = serve_object(cc, rq, obj);
+    cache_object_close(obj);
+    return rc;
 }
 
 /*
  * Answer one parsed request. Returns 0 when the connection may go on,
  * -1 when it must be closed.
  */
-static int handle_request(int cfd, struct request *rq, const char *client_addr)
+static int handle_request(struct conn *cc, struct request *rq)
 {
-    static struct base_response br PAGE_ALIGNED;
     static struct object obj PAGE_ALIGNED;
     struct object_meta want;
-    char *path = rq->path;
-    const char *full;              /* as asked of the base: obj.base_path */
-    struct stat st;
-    int rc, head_failed;
+    int rc;
 
     proctitle_set("offload: %s %.200s from %s", rq->method_name, rq->target,
-                  client_addr);
-    if (request_check(cfd, rq, path, &rc))
+                  rq->client);
+    if (request_check(cc, rq, rq->path, &rc) || answer_own(cc, rq, &rc))
         return rc;
-    if (g_cfg.status_path[0] && strcmp(path, g_cfg.status_path) == 0 &&
-        g_shared != NULL) {
-        if (!status_allowed(client_addr))
-            return send_error(cfd, rq, 403, NULL, "Not for your address.");
-        return serve_status(cfd, rq);
-    }
-    if (g_cfg.robots_txt && strcmp(path, "/robots.txt") == 0)
-        return send_error(cfd, rq, 200, NULL, robots_txt);
-    if (cache_object_init(&obj, g_cfg.base_prefix, path) != 0)
-        return send_error(cfd, rq, 414, NULL, "The path is too long.");
-    full = obj.base_path;
-    if (rq->method != METHOD_HEAD && dupe_acquire(client_addr, full) != 0) {
-        char retry[64] = "";
-        if (g_cfg.dupe_status != 403)
-            snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
-                     OFFLOAD_RETRY_AFTER);
-        rq->cache_status = CS_DENIED;
-        METRIC_ADD(refused_dupe, 1);
-        return send_error(cfd, rq, g_cfg.dupe_status, retry,
-                          "Too many simultaneous downloads of this file from "
-                          "your address. Please turn off the download "
-                          "accelerator (segmented or multi-connection "
-                          "download) and use a single connection.");
-    }
+    if (cache_object_init(&obj, g_cfg.base_prefix, rq->path) != 0)
+        return send_error(cc, rq, 414, NULL, "The path is too long.");
+    if (rq->method != METHOD_HEAD && dupe_acquire(rq->client, obj.base_path))
+        return send_dupe_refusal(cc, rq);
     if (g_cfg.validate_interval > 0 && !g_cfg.docroot[0] &&
         cache_open_recent(&obj) == 0) {
         /* confirmed by the base moments ago: no HEAD this time */
         rq->cache_status = CS_HIT;
         cache_touch(&obj, 0);
-        goto serve;
+    } else {
+        int valid = base_validate(cc, rq, &obj, &want, &rc);
+        if (valid < 0)
+            return rc;
+        if (valid == 0)
+            return serve_version(cc, rq, &obj, &want);
     }
-
-    head_failed = base_head(full, client_addr, &br) != 0;
-    if (head_failed || br.status >= 500) {
-        int timed_out = head_failed && (errno == EAGAIN || errno == ETIMEDOUT);
-        if (head_failed)
-            log_msg("error", "HEAD %s at the base: %s", full, strerror(errno));
-        if (g_cfg.serve_stale && !g_cfg.docroot[0] &&
-            cache_open_stored(&obj, &st) == 0) {
-            obj.stale = 1;
-            rq->cache_status = CS_STALE;
-            goto serve;
-        }
-        if (!head_failed && br.status <= 504)
-            return send_error(cfd, rq, br.status, NULL,
-                              "The base server has a problem.");
-        return send_error(cfd, rq, timed_out ? 504 : 502, NULL,
-                          timed_out ? "The base server did not answer in time."
-                          : head_failed ? "The base server cannot be reached."
-                                        : "The base server answered "
-                                          "unexpectedly.");
-    }
-    if (br.status == 401 || br.www_authenticate) {
-        rq->cache_status = CS_DENIED;
-        return send_error(cfd, rq, 403, NULL,
-                          "This file is protected; get it from the base "
-                          "server.");
-    }
-    if (br.status != 200)
-        return answer_base_status(cfd, rq, &obj, &br);
-    if (br.content_length < 0 || br.chunked ||
-        (br.etag[0] != '"' && br.last_modified[0] == '\0')) {
-        rq->cache_status = CS_DENIED;
-        return send_error(cfd, rq, 403, NULL,
-                          "This file cannot be validated against the base "
-                          "server, so it is not served here.");
-    }
-    meta_from_base(&want, obj.key, &br);
-    if (rq->method == METHOD_HEAD) {
-        rq->cache_status = cache_open_complete(&obj, &want) == 0 ? CS_HIT
-                                                                  : CS_MISS;
-        cache_object_close(&obj);
-        obj.meta = want;
-        return serve_object(cfd, rq, &obj);
-    }
-    if (g_cfg.docroot[0]) {
-        if (docroot_open(&obj, path, &want) != 0)
-            return serve_bypass(cfd, rq, full, client_addr);
-        rq->cache_status = CS_HIT;
-    } else if (object_acquire(cfd, rq, &obj, &want, full, client_addr) != 0) {
-        return serve_bypass(cfd, rq, full, client_addr);
-    } else if (!obj.growing) {
-        cache_touch(&obj, 1);
-    }
-serve:
-    rc = serve_object(cfd, rq, &obj);
+    rc = serve_object(cc, rq, &obj);
     cache_object_close(&obj);
     return rc;
 }
@@ -4279,13 +4533,12 @@ static void access_log(const struct request *rq, const char *client_addr)
  * at a time is cut off. Returns PARSE_OK, an HTTP status to answer, or 0
  * to close without a word.
  */
-static int request_read(int cfd, struct request *rq)
+static int request_read(struct conn *cc, struct request *rq)
 {
     long long deadline = 0;
     int started = 0;
 
     for (;;) {
-        struct pollfd pfd;
         long long left;
         ssize_t n;
 
@@ -4304,7 +4557,7 @@ static int request_read(int cfd, struct request *rq)
             /* nothing yet: one blocking read, bounded by the idle time
              * in SO_RCVTIMEO (serve_connection), saves a poll() a
              * request; a signal interrupts it (no SA_RESTART) */
-            n = read(cfd, rq->buf, OFFLOAD_MAX_HEADER_BLOCK);
+            n = conn_read(cc, rq->buf, OFFLOAD_MAX_HEADER_BLOCK);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0)
@@ -4316,11 +4569,9 @@ static int request_read(int cfd, struct request *rq)
         left = deadline - now_ms();
         if (left <= 0)
             return started ? 408 : 0;
-        pfd.fd = cfd;
-        pfd.events = POLLIN;
-        if (poll(&pfd, 1, (int)left) <= 0)
+        if (conn_wait_input(cc, (int)left) <= 0)
             continue;
-        n = read(cfd, rq->buf + rq->len, OFFLOAD_MAX_HEADER_BLOCK - rq->len);
+        n = conn_read(cc, rq->buf + rq->len, OFFLOAD_MAX_HEADER_BLOCK - rq->len);
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n <= 0)
@@ -4379,38 +4630,49 @@ static void request_reset(struct request *rq)
     clock_gettime(CLOCK_MONOTONIC, &rq->started);
 }
 
-/* Close a client connection after letting it read what was sent:
- * stop writing, then drain its input briefly (a lingering close). */
-static void connection_close(int cfd)
+/* Socket options of a client connection: timeouts, no Nagle delay, and
+ * NotSentLowat. */
+static void client_socket_setup(int fd)
 {
-    char sink[4096];
-    long long deadline = now_ms() + 2000;
-
-    shutdown(cfd, SHUT_WR);
-    while (now_ms() < deadline) {
-        struct pollfd pfd = {cfd, POLLIN, 0};
-        if (poll(&pfd, 1, 200) <= 0 || read(cfd, sink, sizeof(sink)) <= 0)
-            break;
-    }
-    close(cfd);
-}
-
-/* Serve the requests of one client connection, then close it. */
-static void serve_connection(int cfd, const char *client_addr)
-{
-    static struct request rq PAGE_ALIGNED;
-    int count;
     int one = 1;
 
-    socket_set_timeouts(cfd, g_cfg.timeout);
-    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    socket_set_timeouts(fd, g_cfg.timeout);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* A slow client would otherwise have the kernel queue up to
      * tcp_wmem's maximum (4 MiB) of unsent file pages for it; sendfile()
      * now waits until less than this much is unsent. What is in flight
      * is not limited, so a fast, distant client keeps its window full. */
     if (g_cfg.notsent_lowat > 0)
-        setsockopt(cfd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &g_cfg.notsent_lowat,
+        setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &g_cfg.notsent_lowat,
                    sizeof(g_cfg.notsent_lowat));
+}
+
+/* Answer a request that did not parse (status is request_read()'s),
+ * count and log it. The connection is closed after it. */
+static void answer_unparsed(struct conn *cc, struct request *rq, int status,
+                            const char *client_addr)
+{
+    const char *text = status == 414   ? "Request line too long."
+                       : status == 431 ? "Request headers too large."
+                       : status == 408 ? "Request timed out."
+                       : status == 505 ? "Only HTTP/1.0 and HTTP/1.1 are "
+                                         "served here."
+                                       : "Malformed request.";
+
+    if (rq->request_line[0] == '\0')
+        copy_string(rq->request_line, sizeof(rq->request_line), "-");
+    send_error(cc, rq, status, NULL, text);
+    metrics_count(rq);
+    access_log(rq, client_addr);
+}
+
+/* Serve the requests of one client connection, then close it. */
+static void serve_connection(struct conn *cc, const char *client_addr)
+{
+    static struct request rq PAGE_ALIGNED;
+    int count;
+
+    client_socket_setup(cc->fd);
     rq.len = 0;
     for (count = 0; count < OFFLOAD_MAX_KEEPALIVE_REQUESTS; count++) {
         int rc;
@@ -4418,35 +4680,20 @@ static void serve_connection(int cfd, const char *client_addr)
         request_reset(&rq);
         if (count == 1 && OFFLOAD_KEEPALIVE_TIMEOUT != g_cfg.timeout) {
             struct timeval tv = {OFFLOAD_KEEPALIVE_TIMEOUT, 0};
-            setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+            setsockopt(cc->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         }
-        rc = request_read(cfd, &rq);
+        rc = request_read(cc, &rq);
         if (rc == 0)
             break;
         clock_gettime(CLOCK_MONOTONIC, &rq.started);
         if (rc != PARSE_OK) {
-            static const char *const text[] = {"Malformed request.",
-                                               "Request line too long.",
-                                               "Request headers too large.",
-                                               "Request timed out.",
-                                               ("Only HTTP/1.0 and HTTP/1.1 "
-                                                "are served here.")};
-            const char *t = rc == 414   ? text[1]
-                            : rc == 431 ? text[2]
-                            : rc == 408 ? text[3]
-                            : rc == 505 ? text[4]
-                                        : text[0];
-            if (rq.request_line[0] == '\0')
-                copy_string(rq.request_line, sizeof(rq.request_line), "-");
-            send_error(cfd, &rq, rc, NULL, t);
-            metrics_count(&rq);
-            access_log(&rq, client_addr);
+            answer_unparsed(cc, &rq, rc, client_addr);
             break;
         }
         if (count + 1 == OFFLOAD_MAX_KEEPALIVE_REQUESTS || g_got_sigterm)
             rq.keep_alive = 0;
         request_client(&rq, client_addr);
-        rc = handle_request(cfd, &rq, rq.client);
+        rc = handle_request(cc, &rq);
         dupe_release(g_slot);
         metrics_count(&rq);
         access_log(&rq, rq.client);
@@ -4458,7 +4705,7 @@ static void serve_connection(int cfd, const char *client_addr)
         rq.len -= rq.head_len;
         memmove(rq.buf, rq.buf + rq.head_len, rq.len);
     }
-    connection_close(cfd);
+    conn_close_lingering(cc);
 }
 
 /*
@@ -4472,6 +4719,7 @@ static void serve_connection(int cfd, const char *client_addr)
 static int cgi_main(void)
 {
     static struct request rq;
+    struct conn client;
     const char *method = getenv("REQUEST_METHOD");
     const char *uri = getenv("REQUEST_URI");
     const char *script = getenv("SCRIPT_NAME");
@@ -4507,7 +4755,8 @@ static int cgi_main(void)
     rq.user_agent = getenv("HTTP_USER_AGENT");
     rq.referer = getenv("HTTP_REFERER");
     copy_string(rq.client, sizeof(rq.client), addr ? addr : "unknown");
-    return handle_request(STDOUT_FILENO, &rq, rq.client) == 0 ? 0 : 1;
+    conn_attach(&client, STDOUT_FILENO);
+    return handle_request(&client, &rq) == 0 ? 0 : 1;
 }
 
 /* ======================================================================
@@ -4656,7 +4905,7 @@ static void refuse_busy(int cfd)
         i = oldest;
     }
     g_linger[i].fd = cfd;
-    g_linger[i].until = now_ms() + 2000;
+    g_linger[i].until = now_ms() + OFFLOAD_LINGER_MS;
 }
 
 /* Drain lingering connections whose input is ready (pfds[i].revents)
@@ -4683,6 +4932,144 @@ static void linger_service(const struct pollfd *pfds, int n)
     }
 }
 
+/* The signals the parent acts on, blocked outside its waits (so that
+ * none is lost between a check of its flag and the wait) and caught by
+ * on_signal(). Fills block with them. */
+static void signals_catch_all(sigset_t *block)
+{
+    static const int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+    size_t i;
+
+    sigemptyset(block);
+    for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaddset(block, sigs[i]);
+    sigprocmask(SIG_BLOCK, block, NULL);
+    for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        signal_catch(sigs[i]);
+}
+
+/* Act on the signals that came: reap, reload, reopen the logs. */
+static void signals_handle(void)
+{
+    if (g_got_sigchld) {
+        g_got_sigchld = 0;
+        reap_children();
+    }
+    if (g_got_sighup) {
+        g_got_sighup = 0;
+        config_reload();
+    }
+    if (g_got_sigusr1) {
+        g_got_sigusr1 = 0;
+        if (logs_open() != 0)
+            log_msg("error", "reopening the logs: %s", strerror(errno));
+    }
+}
+
+/* Wait, with signals let through, until a listening socket or a
+ * lingering connection has input (pfds[0..g_nlisten_fd) are the
+ * listeners; the lingering ones are added after them), then serve the
+ * lingering ones. Returns poll's result. */
+static int accept_wait(struct pollfd *pfds, const sigset_t *empty)
+{
+    struct timespec tick = {0, OFFLOAD_LINGER_TICK_MS * 1000000L};
+    int n = g_nlisten_fd, i, rc;
+
+    for (i = 0; i < OFFLOAD_MAX_LINGER; i++) {
+        if (g_linger[i].fd > 0) {
+            pfds[n].fd = g_linger[i].fd;
+            pfds[n].events = POLLIN;
+            pfds[n++].revents = 0;
+        }
+    }
+    rc = ppoll(pfds, (nfds_t)n, n > g_nlisten_fd ? &tick : NULL, empty);
+    if (n > g_nlisten_fd)
+        linger_service(pfds + g_nlisten_fd, n - g_nlisten_fd);
+    return rc;
+}
+
+/* In a new connection child: let go of the parent's sockets and
+ * signals, then serve the connection and exit. Never returns. */
+static void connection_child(int cfd, int slot, const struct sockaddr_storage *ss,
+                             socklen_t slen, const sigset_t *block)
+{
+    char addr[INET6_ADDRSTRLEN + 8];
+    struct conn client;
+    int j;
+
+    for (j = 0; j < g_nlisten_fd; j++)
+        close(g_listen_fd[j]);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    sigprocmask(SIG_UNBLOCK, block, NULL);
+    g_slot = slot;
+    peer_name(ss, slen, addr, sizeof(addr));
+    proctitle_set("offload: connection from %s", addr);
+    conn_attach(&client, cfd);
+    serve_connection(&client, addr);
+    _exit(0);
+}
+
+/* Accept one connection on listening socket lfd and fork its child, or
+ * refuse it when MaxClients children are busy. */
+static void accept_one(int lfd, const sigset_t *block)
+{
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof(ss);
+    pid_t pid;
+    int cfd, slot;
+
+    cfd = accept4(lfd, (struct sockaddr *)&ss, &slen, SOCK_CLOEXEC);
+    if (cfd < 0)
+        return;
+    if (g_book->active >= g_cfg.max_clients) {
+        refuse_busy(cfd);
+        return;
+    }
+    for (slot = 0; g_book->pid[slot] != 0; slot++) {
+    }
+    pid = fork();
+    if (pid == 0)
+        connection_child(cfd, slot, &ss, slen, block);
+    close(cfd);
+    if (pid < 0) {
+        log_msg("error", "fork: %s", strerror(errno));
+        return;
+    }
+    g_book->pid[slot] = pid;
+    g_book->active++;
+}
+
+/* Shutting down: let downloads finish for OFFLOAD_SHUTDOWN_GRACE, then
+ * cut them. The addresses and the PID file are free at once, so that a
+ * new daemon can start. */
+static void shutdown_children(const sigset_t *empty)
+{
+    long long deadline;
+    int i;
+
+    for (i = 0; i < g_nlisten_fd; i++)
+        close(g_listen_fd[i]);
+    pid_file_release();
+    for (i = 0; i < g_cfg.max_clients; i++) {
+        if (g_book->pid[i] > 0)
+            kill(g_book->pid[i], SIGTERM);
+    }
+    deadline = now_ms() + (long long)OFFLOAD_SHUTDOWN_GRACE * 1000;
+    while (g_book->active > 0 && now_ms() < deadline) {
+        struct timespec ts = {0, OFFLOAD_SHUTDOWN_TICK_MS * 1000000L};
+        reap_children();
+        if (g_book->active > 0)
+            ppoll(NULL, 0, &ts, empty);
+    }
+    for (i = 0; i < g_cfg.max_clients; i++) {
+        if (g_book->pid[i] > 0)
+            kill(g_book->pid[i], SIGKILL);
+    }
+    log_msg("notice", "stopped");
+}
+
 /* Accept connections until SIGTERM/SIGINT, one child per connection;
  * then stop accepting and give running downloads a grace period.
  * lifeline, when not -1, is the daemonizing starter's pipe: it is told
@@ -4692,22 +5079,10 @@ static void accept_loop(int lifeline)
 {
     struct pollfd pfds[OFFLOAD_MAX_LISTEN + OFFLOAD_MAX_LINGER];
     sigset_t block, empty;
-    long long deadline;
     int i;
 
     sigemptyset(&empty);
-    sigemptyset(&block);
-    sigaddset(&block, SIGCHLD);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGHUP);
-    sigaddset(&block, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &block, NULL);
-    signal_catch(SIGCHLD);
-    signal_catch(SIGTERM);
-    signal_catch(SIGINT);
-    signal_catch(SIGHUP);
-    signal_catch(SIGUSR1);
+    signals_catch_all(&block);
     proctitle_set("offload: accepting on %d address(es)", g_nlisten_fd);
     g_got_sigchld = 1;  /* the cache scan may have ended before the handler */
     if (lifeline >= 0) {
@@ -4721,100 +5096,15 @@ static void accept_loop(int lifeline)
         pfds[i].events = POLLIN;
     }
     while (!g_got_sigterm) {
-        if (g_got_sigchld) {
-            g_got_sigchld = 0;
-            reap_children();
-        }
-        if (g_got_sighup) {
-            g_got_sighup = 0;
-            config_reload();
-        }
-        if (g_got_sigusr1) {
-            g_got_sigusr1 = 0;
-            if (logs_open() != 0)
-                log_msg("error", "reopening the logs: %s", strerror(errno));
-        }
-        {
-            struct timespec tick = {0, 200 * 1000 * 1000};
-            int n = g_nlisten_fd, rc;
-            for (i = 0; i < OFFLOAD_MAX_LINGER; i++) {
-                if (g_linger[i].fd > 0) {
-                    pfds[n].fd = g_linger[i].fd;
-                    pfds[n].events = POLLIN;
-                    pfds[n++].revents = 0;
-                }
-            }
-            rc = ppoll(pfds, (nfds_t)n, n > g_nlisten_fd ? &tick : NULL, &empty);
-            if (n > g_nlisten_fd)
-                linger_service(pfds + g_nlisten_fd, n - g_nlisten_fd);
-            if (rc <= 0)
-                continue;
-        }
+        signals_handle();
+        if (accept_wait(pfds, &empty) <= 0)
+            continue;
         for (i = 0; i < g_nlisten_fd; i++) {
-            struct sockaddr_storage ss;
-            socklen_t slen = sizeof(ss);
-            char addr[INET6_ADDRSTRLEN + 8];
-            pid_t pid;
-            int cfd, slot;
-
-            if (!(pfds[i].revents & POLLIN))
-                continue;
-            cfd = accept4(g_listen_fd[i], (struct sockaddr *)&ss, &slen,
-                          SOCK_CLOEXEC);
-            if (cfd < 0)
-                continue;
-            if (g_book->active >= g_cfg.max_clients) {
-                refuse_busy(cfd);
-                continue;
-            }
-            for (slot = 0; g_book->pid[slot] != 0; slot++) {
-            }
-            pid = fork();
-            if (pid == 0) {
-                int j;
-                for (j = 0; j < g_nlisten_fd; j++)
-                    close(g_listen_fd[j]);
-                signal(SIGCHLD, SIG_DFL);
-                signal(SIGHUP, SIG_IGN);
-                signal(SIGUSR1, SIG_IGN);
-                sigprocmask(SIG_UNBLOCK, &block, NULL);
-                g_slot = slot;
-                peer_name(&ss, slen, addr, sizeof(addr));
-                proctitle_set("offload: connection from %s", addr);
-                serve_connection(cfd, addr);
-                _exit(0);
-            }
-            close(cfd);
-            if (pid < 0) {
-                log_msg("error", "fork: %s", strerror(errno));
-                continue;
-            }
-            g_book->pid[slot] = pid;
-            g_book->active++;
+            if (pfds[i].revents & POLLIN)
+                accept_one(g_listen_fd[i], &block);
         }
     }
-
-    /* shutting down: let downloads finish, then cut them. The addresses
-     * and the PID file are free at once, so a new daemon can start */
-    for (i = 0; i < g_nlisten_fd; i++)
-        close(g_listen_fd[i]);
-    pid_file_release();
-    for (i = 0; i < g_cfg.max_clients; i++) {
-        if (g_book->pid[i] > 0)
-            kill(g_book->pid[i], SIGTERM);
-    }
-    deadline = now_ms() + (long long)OFFLOAD_SHUTDOWN_GRACE * 1000;
-    while (g_book->active > 0 && now_ms() < deadline) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        reap_children();
-        if (g_book->active > 0)
-            ppoll(NULL, 0, &ts, &empty);
-    }
-    for (i = 0; i < g_cfg.max_clients; i++) {
-        if (g_book->pid[i] > 0)
-            kill(g_book->pid[i], SIGKILL);
-    }
-    log_msg("notice", "stopped");
+    shutdown_children(&empty);
 }
 
 /* ======================================================================
