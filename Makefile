@@ -5,6 +5,7 @@
 #   make demo         a private base server + offload daemon on 127.0.0.1
 #   make install      install both (DESTDIR, PREFIX honoured)
 #   make bench        the benchmark suite against nginx (see docs/benchmarks.md)
+#   make bench-report docs/benchmarks.md and its plots from the last results
 #   make fuzz         libFuzzer targets in tests/fuzz: regressions, then
 #                     FUZZ_SECONDS (default 60) of fuzzing each
 #   make valgrind     the daemon's unit tests under valgrind's memcheck
@@ -84,8 +85,8 @@ TEST_PATHS ?= tests
 # SANITIZE=1` runs everything that way).
 SANITIZED_SUBSET ?= tests/test_hardening.py tests/test_faults.py
 
-.PHONY: all install test unit demo clean deps bench-deps bench fuzz \
-        fuzz-build fuzz-regress valgrind FORCE
+.PHONY: all install test unit demo clean deps bench-deps bench bench-report \
+        fuzz fuzz-build fuzz-regress valgrind FORCE
 
 all: $(MODULE) $(DAEMON)
 
@@ -229,6 +230,10 @@ bench-deps:
 
 bench: bench-deps all
 	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
+
+# docs/benchmarks.md and docs/img/ again from the last results file.
+bench-report:
+	$(PYTHON) bench/report.py
 
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o $(DAEMON) $(UNIT) tests/__pycache__ \
