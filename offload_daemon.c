@@ -1536,9 +1536,11 @@ static void setting_store_number(struct settings *c,
     }
 }
 
-/* The kinds' parsers: store value v of setting d into c, or return -1
- * with *why saying what is wrong with it (a static string). */
+/* The kinds' parsers, below: each stores value v of setting d into c
+ * and returns 0, or returns -1 with *why saying what is wrong with it (a
+ * static string). */
 
+/* KIND_NUMBER: a whole number from d->min to d->max. */
 static int kind_number(struct settings *c, const struct setting_def *d,
                        const char *v, const char **why)
 {
@@ -1555,6 +1557,7 @@ static int kind_number(struct settings *c, const struct setting_def *d,
     return 0;
 }
 
+/* KIND_SIZE: bytes, or a number with K, M, G or T, within the range. */
 static int kind_size(struct settings *c, const struct setting_def *d,
                      const char *v, const char **why)
 {
@@ -1578,6 +1581,7 @@ static int kind_size(struct settings *c, const struct setting_def *d,
     return 0;
 }
 
+/* KIND_ON_OFF: On (1) or Off (0). */
 static int kind_on_off(struct settings *c, const struct setting_def *d,
                        const char *v, const char **why)
 {
@@ -1607,6 +1611,7 @@ static char *statuses_text(char *buf, size_t sz, const char *sep,
     return buf;
 }
 
+/* KIND_STATUS: one of g_refusal_statuses. */
 static int kind_status(struct settings *c, const struct setting_def *d,
                        const char *v, const char **why)
 {
@@ -1626,6 +1631,7 @@ static int kind_status(struct settings *c, const struct setting_def *d,
     return -1;
 }
 
+/* KIND_STRING: the text, if it fits the field. */
 static int kind_string(struct settings *c, const struct setting_def *d,
                        const char *v, const char **why)
 {
@@ -1636,6 +1642,8 @@ static int kind_string(struct settings *c, const struct setting_def *d,
     return 0;
 }
 
+/* KIND_URL_PATH: a path starting with / and without a query, or Off
+ * (stored as the empty string). */
 static int kind_url_path(struct settings *c, const struct setting_def *d,
                          const char *v, const char **why)
 {
@@ -1648,6 +1656,7 @@ static int kind_url_path(struct settings *c, const struct setting_def *d,
     return kind_string(c, d, v, why);
 }
 
+/* KIND_BASE_URL: base_url_parse() into the base_* fields. */
 static int kind_base_url(struct settings *c, const struct setting_def *d,
                          const char *v, const char **why)
 {
@@ -1655,6 +1664,7 @@ static int kind_base_url(struct settings *c, const struct setting_def *d,
     return base_url_parse(v, c, why);
 }
 
+/* KIND_LISTEN: one more ADDR:PORT, up to d->max. */
 static int kind_listen(struct settings *c, const struct setting_def *d,
                        const char *v, const char **why)
 {
@@ -1673,6 +1683,7 @@ static int kind_listen(struct settings *c, const struct setting_def *d,
     return 0;
 }
 
+/* KIND_CIDR: one more ADDR[/BITS], up to d->max. */
 static int kind_cidr(struct settings *c, const struct setting_def *d,
                      const char *v, const char **why)
 {
