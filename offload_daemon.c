@@ -1603,11 +1603,13 @@ static char *statuses_text(char *buf, size_t sz, const char *sep,
     size_t i, len = 0;
 
     buf[0] = '\0';
-    for (i = 0; i < N_REFUSAL_STATUSES && len < sz; i++)
-        len += (size_t)snprintf(buf + len, sz - len, "%s%d",
-                                i == 0 ? "" : i + 1 < N_REFUSAL_STATUSES
-                                                  ? sep : last,
+    for (i = 0; i < N_REFUSAL_STATUSES && len < sz; i++) {
+        const char *before = i == 0                          ? ""
+                             : i + 1 < N_REFUSAL_STATUSES ? sep
+                                                          : last;
+        len += (size_t)snprintf(buf + len, sz - len, "%s%d", before,
                                 g_refusal_statuses[i]);
+    }
     return buf;
 }
 
