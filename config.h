@@ -82,6 +82,7 @@
 
 /* ---- daemon defaults --------------------------------------------------- */
 
+/* The port of the default Listen, on every IPv4 address. */
 #ifndef OFFLOAD_DEFAULT_PORT
 #define OFFLOAD_DEFAULT_PORT 8081
 #endif
@@ -106,12 +107,68 @@
 #define OFFLOAD_MAX_KEEPALIVE_REQUESTS 1000
 #endif
 
+/* Timeout's range. */
+#ifndef OFFLOAD_MIN_TIMEOUT
+#define OFFLOAD_MIN_TIMEOUT 1
+#endif
+
+#ifndef OFFLOAD_MAX_TIMEOUT
+#define OFFLOAD_MAX_TIMEOUT 3600
+#endif
+
+/* MaxClients: its default and range. The shared table of download slots
+ * has one per client. */
 #ifndef OFFLOAD_DEFAULT_MAX_CLIENTS
 #define OFFLOAD_DEFAULT_MAX_CLIENTS 256
 #endif
 
+#ifndef OFFLOAD_MIN_CLIENTS
+#define OFFLOAD_MIN_CLIENTS 1
+#endif
+
+#ifndef OFFLOAD_MAX_CLIENTS
+#define OFFLOAD_MAX_CLIENTS 100000
+#endif
+
+/* MaxDupeDownloads: its default and range; 0 turns the cap off. */
 #ifndef OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS
 #define OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS 1
+#endif
+
+#ifndef OFFLOAD_MIN_DUPE_DOWNLOADS
+#define OFFLOAD_MIN_DUPE_DOWNLOADS 0
+#endif
+
+#ifndef OFFLOAD_MAX_DUPE_DOWNLOADS
+#define OFFLOAD_MAX_DUPE_DOWNLOADS 1000
+#endif
+
+/* ValidateInterval, in seconds: its default (0: a HEAD to the base for
+ * every request) and range (up to a day). */
+#ifndef OFFLOAD_DEFAULT_VALIDATE_INTERVAL
+#define OFFLOAD_DEFAULT_VALIDATE_INTERVAL 0
+#endif
+
+#ifndef OFFLOAD_MIN_VALIDATE_INTERVAL
+#define OFFLOAD_MIN_VALIDATE_INTERVAL 0
+#endif
+
+#ifndef OFFLOAD_MAX_VALIDATE_INTERVAL
+#define OFFLOAD_MAX_VALIDATE_INTERVAL 86400
+#endif
+
+/* CacheMaxSize, in bytes: 0 is no cap. */
+#ifndef OFFLOAD_DEFAULT_CACHE_MAX_SIZE
+#define OFFLOAD_DEFAULT_CACHE_MAX_SIZE 0
+#endif
+
+/* RobotsTxt and ServeStaleOnError: 1 is On. */
+#ifndef OFFLOAD_DEFAULT_ROBOTS_TXT
+#define OFFLOAD_DEFAULT_ROBOTS_TXT 1
+#endif
+
+#ifndef OFFLOAD_DEFAULT_SERVE_STALE
+#define OFFLOAD_DEFAULT_SERVE_STALE 1
 #endif
 
 /* The refusal status of one download too many. 429 with Retry-After:
@@ -134,6 +191,11 @@
 #define OFFLOAD_DEFAULT_STATUS_PATH "/offload-status"
 #endif
 
+/* Who may read it by default (StatusAllow): blank-separated blocks. */
+#ifndef OFFLOAD_DEFAULT_STATUS_ALLOW
+#define OFFLOAD_DEFAULT_STATUS_ALLOW "127.0.0.0/8 ::1"
+#endif
+
 /* After an eviction round the cache is this many percent of
  * CacheMaxSize, so that rounds (each a scan of the cache) do not follow
  * every fetch. */
@@ -146,6 +208,7 @@
 #define OFFLOAD_RETRY_AFTER 10
 #endif
 
+/* Most entries of TrustedProxy, and of StatusAllow. */
 #ifndef OFFLOAD_MAX_TRUSTED_PROXIES
 #define OFFLOAD_MAX_TRUSTED_PROXIES 32
 #endif
@@ -165,6 +228,7 @@
 #define OFFLOAD_MAX_BASE_ADDRS 8
 #endif
 
+/* Most Listen addresses. */
 #ifndef OFFLOAD_MAX_LISTEN
 #define OFFLOAD_MAX_LISTEN 16
 #endif
@@ -252,7 +316,11 @@
 #define OFFLOAD_DEFAULT_NOTSENT_LOWAT (2 * 1024 * 1024)
 #endif
 
-/* The largest NotSentLowat accepted. */
+/* NotSentLowat's range; 0 leaves the kernel's default. */
+#ifndef OFFLOAD_MIN_NOTSENT_LOWAT
+#define OFFLOAD_MIN_NOTSENT_LOWAT 0
+#endif
+
 #ifndef OFFLOAD_MAX_NOTSENT_LOWAT
 #define OFFLOAD_MAX_NOTSENT_LOWAT (64 * 1024 * 1024)
 #endif

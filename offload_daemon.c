@@ -46,6 +46,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,7 +339,6 @@ static volatile sig_atomic_t g_got_sigterm;   /* stop accepting, exit */
 static volatile sig_atomic_t g_got_sighup;    /* parent: re-read config */
 static volatile sig_atomic_t g_got_sigusr1;   /* parent: reopen logs */
 static int g_foreground;                      /* -F */
-static int g_starting;                        /* settings for a start */
 static const char *g_tool;                    /* --cache-list etc., or NULL */
 static const char *g_tool_arg;                /* --cache-purge's PATH */
 static int g_pid_fd = -1;                     /* held PID file, or -1 */
@@ -1252,13 +1252,69 @@ static int listen_parse(const char *s, struct listen_spec *ls)
 }
 
 /*
+ * Parse the authority "host[:port]" or "[v6addr][:port]" of a base URL,
+ * the hl bytes at h, into cfg's base_host and base_port (80 without a
+ * port). Returns 0, or -1 with *why set to what is wrong.
+ */
+static int base_authority_parse(const char *h, size_t hl,
+                                struct settings *cfg, const char **why)
+{
+    const char *end = h + hl, *host = h, *hend;
+    char port[8];
+    size_t pl;
+
+    if (h[0] == '[') {
+        hend = memchr(h, ']', hl);
+        host = h + 1;
+        if (hend == NULL || hend == host ||
+            (size_t)(hend - host) >= sizeof(cfg->base_host)) {
+            *why = "has a malformed IPv6 address";
+            return -1;
+        }
+    } else {
+        hend = memchr(h, ':', hl);
+        if (hend == NULL)
+            hend = end;
+        if (hend == h || (size_t)(hend - h) >= sizeof(cfg->base_host)) {
+            *why = "has no host";
+            return -1;
+        }
+    }
+    memcpy(cfg->base_host, host, (size_t)(hend - host));
+    cfg->base_host[hend - host] = '\0';
+    for (const char *p = cfg->base_host; *p; p++) {
+        if (!isalnum((unsigned char)*p) && !strchr(".-:_", *p)) {
+            *why = "has a malformed host name";
+            return -1;
+        }
+    }
+    if (h[0] == '[')
+        hend++;
+    strcpy(cfg->base_port, "80");
+    if (hend == end)
+        return 0;
+    pl = (size_t)(end - hend - 1);
+    if (*hend != ':' || pl == 0 || pl >= sizeof(port)) {
+        *why = "has a malformed port";
+        return -1;
+    }
+    memcpy(port, hend + 1, pl);
+    port[pl] = '\0';
+    if (port_parse(port, cfg->base_port, sizeof(cfg->base_port)) != 0) {
+        *why = "has a malformed port";
+        return -1;
+    }
+    return 0;
+}
+
+/*
  * Parse the base URL "http://host[:port][/prefix]" into cfg. Returns 0,
  * or -1 with *why set to what is wrong.
  */
 static int base_url_parse(const char *url, struct settings *cfg,
                           const char **why)
 {
-    const char *h, *hend, *path;
+    const char *h, *path;
     char prefix[OFFLOAD_MAX_PATH];
     size_t hl;
 
@@ -1273,63 +1329,21 @@ static int base_url_parse(const char *url, struct settings *cfg,
         return -1;
     }
     h = url + 7;
-    path = strchr(h, '/');
-    if (path == NULL)
-        path = h + strlen(h);
-    if (memchr(h, '?', (size_t)(path - h)) || memchr(h, '@', (size_t)(path - h)) ||
-        strchr(path, '?') || strchr(path, '#')) {
+    path = h + strcspn(h, "/");
+    hl = (size_t)(path - h);
+    if (memchr(h, '?', hl) || memchr(h, '@', hl) || strchr(path, '?') ||
+        strchr(path, '#')) {
         *why = "must not contain user info, a query or a fragment";
         return -1;
     }
-    hl = (size_t)(path - h);
     if (hl == 0 || hl >= sizeof(cfg->base_authority)) {
-        *why = "has no host";
+        *why = hl == 0 ? "has no host" : "too long";
         return -1;
     }
     memcpy(cfg->base_authority, h, hl);
     cfg->base_authority[hl] = '\0';
-    strcpy(cfg->base_port, "80");
-    if (h[0] == '[') {
-        hend = memchr(h, ']', hl);
-        if (hend == NULL || hend == h + 1 ||
-            (size_t)(hend - h - 1) >= sizeof(cfg->base_host)) {
-            *why = "has a malformed IPv6 address";
-            return -1;
-        }
-        memcpy(cfg->base_host, h + 1, (size_t)(hend - h - 1));
-        cfg->base_host[hend - h - 1] = '\0';
-        hend++;
-    } else {
-        hend = memchr(h, ':', hl);
-        if (hend == NULL)
-            hend = path;
-        if (hend == h || (size_t)(hend - h) >= sizeof(cfg->base_host)) {
-            *why = "has no host";
-            return -1;
-        }
-        memcpy(cfg->base_host, h, (size_t)(hend - h));
-        cfg->base_host[hend - h] = '\0';
-    }
-    for (const char *p = cfg->base_host; *p; p++) {
-        if (!isalnum((unsigned char)*p) && !strchr(".-:_", *p)) {
-            *why = "has a malformed host name";
-            return -1;
-        }
-    }
-    if (hend < path) {
-        char port[8];
-        size_t pl = (size_t)(path - hend - 1);
-        if (*hend != ':' || pl == 0 || pl >= sizeof(port)) {
-            *why = "has a malformed port";
-            return -1;
-        }
-        memcpy(port, hend + 1, pl);
-        port[pl] = '\0';
-        if (port_parse(port, cfg->base_port, sizeof(cfg->base_port)) != 0) {
-            *why = "has a malformed port";
-            return -1;
-        }
-    }
+    if (base_authority_parse(h, hl, cfg, why) != 0)
+        return -1;
     if (copy_string(cfg->base_prefix, sizeof(cfg->base_prefix), path) != 0) {
         *why = "too long";
         return -1;
@@ -1423,6 +1437,12 @@ static int base_response_parse(struct base_response *br)
 
 /* ======================================================================
  * Settings: one table for the config file and the flags
+ *
+ * g_setting_defs below is the one description of every setting: its
+ * config-file name, its flag, its kind, where it is stored, its range and
+ * its default. The config file, the flags, --help, --list-settings, the
+ * range checks, the defaults and a reload all walk it. The kind decides
+ * how a value is parsed, stored and shown (g_kinds).
  * ====================================================================== */
 
 /* Parse "ADDR" or "ADDR/BITS" (IPv4 or IPv6) into c. Returns 0 or -1. */
@@ -1486,150 +1506,6 @@ static int parse_on_off(const char *v)
     return -1;
 }
 
-/* Setters: store value into c, or return -1 with *why saying what is
- * wrong with it. One per setting; the table below names them. */
-
-static int set_base_url(struct settings *c, const char *v, const char **why)
-{
-    return base_url_parse(v, c, why);
-}
-
-static int set_string(char *dst, size_t sz, const char *v, const char **why)
-{
-    if (copy_string(dst, sz, v) != 0) {
-        *why = "too long";
-        return -1;
-    }
-    return 0;
-}
-
-static int set_base_address(struct settings *c, const char *v, const char **why)
-{
-    return set_string(c->base_address, sizeof(c->base_address), v, why);
-}
-
-static int set_listen(struct settings *c, const char *v, const char **why)
-{
-    if (c->nlisten >= OFFLOAD_MAX_LISTEN) {
-        *why = "too many addresses";
-        return -1;
-    }
-    if (listen_parse(v, &c->listen[c->nlisten]) != 0) {
-        *why = "expected ADDR:PORT or [ADDR]:PORT";
-        return -1;
-    }
-    c->nlisten++;
-    return 0;
-}
-
-static int set_cache_dir(struct settings *c, const char *v, const char **why)
-{
-    return set_string(c->cache_dir, sizeof(c->cache_dir), v, why);
-}
-
-/* A whole number from min to max into *dst. */
-static int set_number(int *dst, const char *v, int min, int max,
-                      const char **why)
-{
-    static char msg[80];
-    long long n = parse_length(v);
-
-    if (n < min || n > max) {
-        snprintf(msg, sizeof(msg), "expected a whole number from %d to %d",
-                 min, max);
-        *why = msg;
-        return -1;
-    }
-    *dst = (int)n;
-    return 0;
-}
-
-static int set_max_dupe(struct settings *c, const char *v, const char **why)
-{
-    return set_number(&c->max_dupe, v, 0, 1000, why);
-}
-
-static int set_max_clients(struct settings *c, const char *v, const char **why)
-{
-    return set_number(&c->max_clients, v, 1, 100000, why);
-}
-
-static int set_timeout(struct settings *c, const char *v, const char **why)
-{
-    return set_number(&c->timeout, v, 1, 3600, why);
-}
-
-static int set_access_log(struct settings *c, const char *v, const char **why)
-{
-    return set_string(c->access_log, sizeof(c->access_log), v, why);
-}
-
-static int set_error_log(struct settings *c, const char *v, const char **why)
-{
-    return set_string(c->error_log, sizeof(c->error_log), v, why);
-}
-
-static int set_pid_file(struct settings *c, const char *v, const char **why)
-{
-    return set_string(c->pid_file, sizeof(c->pid_file), v, why);
-}
-
-static int set_user(struct settings *c, const char *v, const char **why)
-{
-    return set_string(c->user, sizeof(c->user), v, why);
-}
-
-/* Add an address block to a list of at most OFFLOAD_MAX_TRUSTED_PROXIES. */
-static int set_cidr_list(struct cidr *list, int *n, const char *v,
-                         const char **why)
-{
-    if (*n >= OFFLOAD_MAX_TRUSTED_PROXIES) {
-        *why = "too many addresses";
-        return -1;
-    }
-    if (cidr_parse(v, &list[*n]) != 0) {
-        *why = "expected an address or ADDR/BITS";
-        return -1;
-    }
-    (*n)++;
-    return 0;
-}
-
-static int set_trusted_proxy(struct settings *c, const char *v,
-                             const char **why)
-{
-    return set_cidr_list(c->trusted, &c->ntrusted, v, why);
-}
-
-static int set_dupe_status(struct settings *c, const char *v, const char **why)
-{
-    long long n = parse_length(v);
-
-    if (n != 403 && n != 429 && n != 503) {
-        *why = "expected 403, 429 or 503";
-        return -1;
-    }
-    c->dupe_status = (int)n;
-    return 0;
-}
-
-static int set_robots_txt(struct settings *c, const char *v, const char **why)
-{
-    int on = parse_on_off(v);
-
-    if (on < 0) {
-        *why = "expected On or Off";
-        return -1;
-    }
-    c->robots_txt = on;
-    return 0;
-}
-
-static int set_docroot(struct settings *c, const char *v, const char **why)
-{
-    return set_string(c->docroot, sizeof(c->docroot), v, why);
-}
-
 /* Parse "N", "NK", "NM", "NG" or "NT" (powers of 1024). Returns the
  * byte count, or -1. */
 static long long parse_size(const char *v)
@@ -1656,113 +1532,389 @@ static long long parse_size(const char *v)
     return base << shift;
 }
 
-static int set_cache_max_size(struct settings *c, const char *v,
-                              const char **why)
+/* Write n into buf as parse_size() reads it, in the largest unit that
+ * divides it ("2M", "0", "1500"). Returns buf. */
+static char *size_text(long long n, char *buf, size_t sz)
 {
-    c->cache_max_size = parse_size(v);
-    if (c->cache_max_size < 0) {
-        *why = "expected a size: a number with K, M, G or T, or 0";
-        return -1;
+    const char *units = "TGMK";
+    int i;
+
+    for (i = 0; n > 0 && i < 4; i++) {
+        long long unit = 1LL << (10 * (4 - i));
+        if (n % unit == 0) {
+            snprintf(buf, sz, "%lld%c", n / unit, units[i]);
+            return buf;
+        }
     }
-    return 0;
+    snprintf(buf, sz, "%lld", n);
+    return buf;
 }
 
-static int set_serve_stale(struct settings *c, const char *v, const char **why)
-{
-    c->serve_stale = parse_on_off(v);
-    if (c->serve_stale < 0) {
-        *why = "expected On or Off";
-        return -1;
-    }
-    return 0;
-}
+/* The statuses DupeStatus may name. */
+static const int g_refusal_statuses[] = {403, 429, 503};
+#define N_REFUSAL_STATUSES \
+    (sizeof(g_refusal_statuses) / sizeof(g_refusal_statuses[0]))
 
-static int set_validate_interval(struct settings *c, const char *v,
-                                 const char **why)
-{
-    return set_number(&c->validate_interval, v, 0, 86400, why);
-}
-
-static int set_notsent_lowat(struct settings *c, const char *v,
-                             const char **why)
-{
-    long long n = parse_size(v);
-
-    if (n < 0 || n > OFFLOAD_MAX_NOTSENT_LOWAT) {
-        *why = "expected a size from 0 to 64M: a number, optionally with "
-               "K or M";
-        return -1;
-    }
-    c->notsent_lowat = (int)n;
-    return 0;
-}
-
-static int set_status_path(struct settings *c, const char *v, const char **why)
-{
-    if (strcasecmp(v, "Off") == 0) {
-        c->status_path[0] = '\0';
-        return 0;
-    }
-    if (v[0] != '/' || strchr(v, '?') != NULL) {
-        *why = "expected a path starting with /, or Off";
-        return -1;
-    }
-    return set_string(c->status_path, sizeof(c->status_path), v, why);
-}
-
-static int set_status_allow(struct settings *c, const char *v, const char **why)
-{
-    return set_cidr_list(c->status_allow, &c->nstatus_allow, v, why);
-}
-
-/* One setting: its config-file name, its flag, whether it may be given
- * more than once (a list), and its setter. */
-struct setting_def {
-    const char *name;
-    const char *flag;
-    int repeatable;
-    int (*set)(struct settings *c, const char *value, const char **why);
+/* What a setting's value is. */
+enum setting_kind {
+    KIND_NUMBER,     /* a whole number from min to max; int */
+    KIND_SIZE,       /* bytes, or a number with K, M, G or T; int or
+                        long long, by the field's size */
+    KIND_ON_OFF,     /* On or Off; int 1 or 0 */
+    KIND_STATUS,     /* one of g_refusal_statuses; int */
+    KIND_STRING,     /* any text that fits; char[] */
+    KIND_URL_PATH,   /* a path starting with /, or Off (stored empty) */
+    KIND_BASE_URL,   /* base_url_parse() fills every base_* field */
+    KIND_LISTEN,     /* a list of ADDR:PORT; struct listen_spec[] */
+    KIND_CIDR        /* a list of ADDR[/BITS]; struct cidr[] */
 };
 
+/* Properties of a setting beyond its kind. */
+#define SETTING_REQUIRED 1u  /* must be given, unless a cache tool runs */
+#define SETTING_AT_START 2u  /* fixed at start-up: a reload keeps it */
+
+/*
+ * One setting. Numbers, sizes, On/Off and statuses have their default
+ * in def; other kinds in def_text (blank-separated for a list), or none
+ * when it is NULL. For a list, max is its most entries.
+ */
+struct setting_def {
+    const char *name;          /* config-file name */
+    const char *flag;          /* command-line flag */
+    const char *value;         /* the value in the syntax, e.g. SECONDS */
+    enum setting_kind kind;
+    size_t at;                 /* offsetof its field in struct settings */
+    size_t size;               /* sizeof that field */
+    size_t count_at;           /* lists: offsetof the count of entries */
+    long long min, max;
+    long long def;
+    const char *def_text;
+    unsigned flags;            /* SETTING_* */
+};
+
+#define FIELD(f) .at = offsetof(struct settings, f), \
+                 .size = sizeof(((struct settings *)0)->f)
+#define LIST(f, n) FIELD(f), .count_at = offsetof(struct settings, n)
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+
 static const struct setting_def g_setting_defs[] = {
-    {"BaseURL", "--base", 0, set_base_url},
-    {"BaseAddress", "--base-address", 0, set_base_address},
-    {"Listen", "--listen", 1, set_listen},
-    {"CacheDir", "--cache-dir", 0, set_cache_dir},
-    {"MaxDupeDownloads", "--max-dupe-downloads", 0, set_max_dupe},
-    {"MaxClients", "--max-clients", 0, set_max_clients},
-    {"Timeout", "--timeout", 0, set_timeout},
-    {"AccessLog", "--access-log", 0, set_access_log},
-    {"ErrorLog", "--error-log", 0, set_error_log},
-    {"PidFile", "--pid-file", 0, set_pid_file},
-    {"User", "--user", 0, set_user},
-    {"TrustedProxy", "--trusted-proxy", 1, set_trusted_proxy},
-    {"DupeStatus", "--dupe-status", 0, set_dupe_status},
-    {"RobotsTxt", "--robots-txt", 0, set_robots_txt},
-    {"DocumentRoot", "--docroot", 0, set_docroot},
-    {"CacheMaxSize", "--cache-max-size", 0, set_cache_max_size},
-    {"ServeStaleOnError", "--serve-stale-on-error", 0, set_serve_stale},
-    {"ValidateInterval", "--validate-interval", 0, set_validate_interval},
-    {"NotSentLowat", "--notsent-lowat", 0, set_notsent_lowat},
-    {"StatusPath", "--status-path", 0, set_status_path},
-    {"StatusAllow", "--status-allow", 1, set_status_allow},
+    {"BaseURL", "--base", "http://HOST[:PORT][/PREFIX]", KIND_BASE_URL,
+     FIELD(base_url), .flags = SETTING_REQUIRED},
+    {"BaseAddress", "--base-address", "ADDR", KIND_STRING,
+     FIELD(base_address)},
+    {"Listen", "--listen", "ADDR:PORT", KIND_LISTEN, LIST(listen, nlisten),
+     .max = OFFLOAD_MAX_LISTEN,
+     .def_text = "0.0.0.0:" STRINGIFY(OFFLOAD_DEFAULT_PORT),
+     .flags = SETTING_AT_START},
+    {"CacheDir", "--cache-dir", "DIR", KIND_STRING, FIELD(cache_dir),
+     .def_text = OFFLOAD_DEFAULT_CACHE_DIR},
+    {"MaxDupeDownloads", "--max-dupe-downloads", "N", KIND_NUMBER,
+     FIELD(max_dupe), .min = OFFLOAD_MIN_DUPE_DOWNLOADS,
+     .max = OFFLOAD_MAX_DUPE_DOWNLOADS,
+     .def = OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS},
+    {"MaxClients", "--max-clients", "N", KIND_NUMBER, FIELD(max_clients),
+     .min = OFFLOAD_MIN_CLIENTS, .max = OFFLOAD_MAX_CLIENTS,
+     .def = OFFLOAD_DEFAULT_MAX_CLIENTS, .flags = SETTING_AT_START},
+    {"Timeout", "--timeout", "SECONDS", KIND_NUMBER, FIELD(timeout),
+     .min = OFFLOAD_MIN_TIMEOUT, .max = OFFLOAD_MAX_TIMEOUT,
+     .def = OFFLOAD_DEFAULT_TIMEOUT},
+    {"AccessLog", "--access-log", "FILE", KIND_STRING, FIELD(access_log)},
+    {"ErrorLog", "--error-log", "FILE", KIND_STRING, FIELD(error_log)},
+    {"PidFile", "--pid-file", "FILE", KIND_STRING, FIELD(pid_file),
+     .flags = SETTING_AT_START},
+    {"User", "--user", "NAME", KIND_STRING, FIELD(user),
+     .flags = SETTING_AT_START},
+    {"TrustedProxy", "--trusted-proxy", "ADDR[/BITS]", KIND_CIDR,
+     LIST(trusted, ntrusted), .max = OFFLOAD_MAX_TRUSTED_PROXIES},
+    {"DupeStatus", "--dupe-status", NULL, KIND_STATUS, FIELD(dupe_status),
+     .def = OFFLOAD_DEFAULT_DUPE_STATUS},
+    {"RobotsTxt", "--robots-txt", NULL, KIND_ON_OFF, FIELD(robots_txt),
+     .def = OFFLOAD_DEFAULT_ROBOTS_TXT},
+    {"DocumentRoot", "--docroot", "DIR", KIND_STRING, FIELD(docroot)},
+    {"CacheMaxSize", "--cache-max-size", "SIZE", KIND_SIZE,
+     FIELD(cache_max_size), .min = 0, .max = LLONG_MAX,
+     .def = OFFLOAD_DEFAULT_CACHE_MAX_SIZE},
+    {"ServeStaleOnError", "--serve-stale-on-error", NULL, KIND_ON_OFF,
+     FIELD(serve_stale), .def = OFFLOAD_DEFAULT_SERVE_STALE},
+    {"ValidateInterval", "--validate-interval", "SECONDS", KIND_NUMBER,
+     FIELD(validate_interval), .min = OFFLOAD_MIN_VALIDATE_INTERVAL,
+     .max = OFFLOAD_MAX_VALIDATE_INTERVAL,
+     .def = OFFLOAD_DEFAULT_VALIDATE_INTERVAL},
+    {"NotSentLowat", "--notsent-lowat", "SIZE", KIND_SIZE,
+     FIELD(notsent_lowat), .min = OFFLOAD_MIN_NOTSENT_LOWAT,
+     .max = OFFLOAD_MAX_NOTSENT_LOWAT, .def = OFFLOAD_DEFAULT_NOTSENT_LOWAT},
+    {"StatusPath", "--status-path", "/PATH|Off", KIND_URL_PATH,
+     FIELD(status_path), .def_text = OFFLOAD_DEFAULT_STATUS_PATH},
+    {"StatusAllow", "--status-allow", "ADDR[/BITS]", KIND_CIDR,
+     LIST(status_allow, nstatus_allow), .max = OFFLOAD_MAX_TRUSTED_PROXIES,
+     .def_text = OFFLOAD_DEFAULT_STATUS_ALLOW},
 };
 #define N_SETTINGS (sizeof(g_setting_defs) / sizeof(g_setting_defs[0]))
 
-/* The compiled-in defaults. */
+/* A source (the file, the flags) marks in a bit mask the lists it has
+ * begun: one bit per setting. */
+_Static_assert(N_SETTINGS <= sizeof(unsigned long) * CHAR_BIT,
+               "one bit per setting in a source's mask");
+
+/* Where setting d is stored in c. */
+static void *setting_field(struct settings *c, const struct setting_def *d)
+{
+    return (char *)c + d->at;
+}
+
+/* A list's count of entries in c. */
+static int *setting_count(struct settings *c, const struct setting_def *d)
+{
+    return (int *)(void *)((char *)c + d->count_at);
+}
+
+/* Store number v into d's field, an int or a long long by its size. */
+static void setting_store_number(struct settings *c,
+                                 const struct setting_def *d, long long v)
+{
+    if (d->size == sizeof(int)) {
+        int i = (int)v;
+        memcpy(setting_field(c, d), &i, sizeof(i));
+    } else {
+        memcpy(setting_field(c, d), &v, sizeof(v));
+    }
+}
+
+/* The kinds' parsers, below: each stores value v of setting d into c
+ * and returns 0, or returns -1 with *why saying what is wrong with it (a
+ * static string). */
+
+/* KIND_NUMBER: a whole number from d->min to d->max. */
+static int kind_number(struct settings *c, const struct setting_def *d,
+                       const char *v, const char **why)
+{
+    static char msg[80];
+    long long n = parse_length(v);
+
+    if (n < d->min || n > d->max) {
+        snprintf(msg, sizeof(msg), "expected a whole number from %lld to %lld",
+                 d->min, d->max);
+        *why = msg;
+        return -1;
+    }
+    setting_store_number(c, d, n);
+    return 0;
+}
+
+/* KIND_SIZE: bytes, or a number with K, M, G or T, within the range. */
+static int kind_size(struct settings *c, const struct setting_def *d,
+                     const char *v, const char **why)
+{
+    static char msg[120];
+    char lo[24], hi[24];
+    long long n = parse_size(v);
+
+    if (n < 0 || n < d->min || n > d->max) {
+        if (d->max == LLONG_MAX)
+            snprintf(msg, sizeof(msg), "expected a size: a number, "
+                     "optionally with K, M, G or T");
+        else
+            snprintf(msg, sizeof(msg), "expected a size from %s to %s: a "
+                     "number, optionally with K, M, G or T",
+                     size_text(d->min, lo, sizeof(lo)),
+                     size_text(d->max, hi, sizeof(hi)));
+        *why = msg;
+        return -1;
+    }
+    setting_store_number(c, d, n);
+    return 0;
+}
+
+/* KIND_ON_OFF: On (1) or Off (0). */
+static int kind_on_off(struct settings *c, const struct setting_def *d,
+                       const char *v, const char **why)
+{
+    int on = parse_on_off(v);
+
+    if (on < 0) {
+        *why = "expected On or Off";
+        return -1;
+    }
+    setting_store_number(c, d, on);
+    return 0;
+}
+
+/* Write the refusal statuses into buf, separated by sep, the last two
+ * by last ("403|429|503", "403, 429 or 503"). Returns buf. */
+static char *statuses_text(char *buf, size_t sz, const char *sep,
+                           const char *last)
+{
+    size_t i, len = 0;
+
+    buf[0] = '\0';
+    for (i = 0; i < N_REFUSAL_STATUSES && len < sz; i++) {
+        const char *before = i == 0                          ? ""
+                             : i + 1 < N_REFUSAL_STATUSES ? sep
+                                                          : last;
+        len += (size_t)snprintf(buf + len, sz - len, "%s%d", before,
+                                g_refusal_statuses[i]);
+    }
+    return buf;
+}
+
+/* KIND_STATUS: one of g_refusal_statuses. */
+static int kind_status(struct settings *c, const struct setting_def *d,
+                       const char *v, const char **why)
+{
+    static char msg[80];
+    long long n = parse_length(v);
+    size_t i;
+
+    for (i = 0; i < N_REFUSAL_STATUSES; i++) {
+        if (n == g_refusal_statuses[i]) {
+            setting_store_number(c, d, n);
+            return 0;
+        }
+    }
+    memcpy(msg, "expected ", 9);
+    statuses_text(msg + 9, sizeof(msg) - 9, ", ", " or ");
+    *why = msg;
+    return -1;
+}
+
+/* KIND_STRING: the text, if it fits the field. */
+static int kind_string(struct settings *c, const struct setting_def *d,
+                       const char *v, const char **why)
+{
+    if (copy_string(setting_field(c, d), d->size, v) != 0) {
+        *why = "too long";
+        return -1;
+    }
+    return 0;
+}
+
+/* KIND_URL_PATH: a path starting with / and without a query, or Off
+ * (stored as the empty string). */
+static int kind_url_path(struct settings *c, const struct setting_def *d,
+                         const char *v, const char **why)
+{
+    if (strcasecmp(v, "Off") == 0)
+        v = "";
+    else if (v[0] != '/' || strchr(v, '?') != NULL) {
+        *why = "expected a path starting with /, or Off";
+        return -1;
+    }
+    return kind_string(c, d, v, why);
+}
+
+/* KIND_BASE_URL: base_url_parse() into the base_* fields. */
+static int kind_base_url(struct settings *c, const struct setting_def *d,
+                         const char *v, const char **why)
+{
+    (void)d;
+    return base_url_parse(v, c, why);
+}
+
+/* KIND_LISTEN: one more ADDR:PORT, up to d->max. */
+static int kind_listen(struct settings *c, const struct setting_def *d,
+                       const char *v, const char **why)
+{
+    struct listen_spec *list = setting_field(c, d);
+    int *n = setting_count(c, d);
+
+    if (*n >= d->max || (size_t)*n >= d->size / sizeof(*list)) {
+        *why = "too many addresses";
+        return -1;
+    }
+    if (listen_parse(v, &list[*n]) != 0) {
+        *why = "expected ADDR:PORT or [ADDR]:PORT";
+        return -1;
+    }
+    (*n)++;
+    return 0;
+}
+
+/* KIND_CIDR: one more ADDR[/BITS], up to d->max. */
+static int kind_cidr(struct settings *c, const struct setting_def *d,
+                     const char *v, const char **why)
+{
+    struct cidr *list = setting_field(c, d);
+    int *n = setting_count(c, d);
+
+    if (*n >= d->max || (size_t)*n >= d->size / sizeof(*list)) {
+        *why = "too many addresses";
+        return -1;
+    }
+    if (cidr_parse(v, &list[*n]) != 0) {
+        *why = "expected an address or ADDR/BITS";
+        return -1;
+    }
+    (*n)++;
+    return 0;
+}
+
+/* What each kind is: its value in the syntax when the kind fixes it,
+ * whether it is a list (a source's first value replaces the list the
+ * sources before it gave), whether it is a number (default in def), and
+ * its parser. Indexed by enum setting_kind. */
+static const struct {
+    const char *value;
+    int is_list;
+    int is_number;
+    int (*parse)(struct settings *c, const struct setting_def *d,
+                 const char *v, const char **why);
+} g_kinds[] = {
+    [KIND_NUMBER] = {NULL, 0, 1, kind_number},
+    [KIND_SIZE] = {NULL, 0, 1, kind_size},
+    [KIND_ON_OFF] = {"On|Off", 0, 1, kind_on_off},
+    [KIND_STATUS] = {NULL, 0, 1, kind_status},
+    [KIND_STRING] = {NULL, 0, 0, kind_string},
+    [KIND_URL_PATH] = {NULL, 0, 0, kind_url_path},
+    [KIND_BASE_URL] = {NULL, 0, 0, kind_base_url},
+    [KIND_LISTEN] = {NULL, 1, 0, kind_listen},
+    [KIND_CIDR] = {NULL, 1, 0, kind_cidr},
+};
+
+/*
+ * Set d from value v, one source's word for it. begun is that source's
+ * mask of the lists it has begun: its first value of a list replaces
+ * the list before it (the default's, or the file's for a flag). Returns
+ * 0, or -1 with *why.
+ */
+static int setting_apply(struct settings *c, const struct setting_def *d,
+                         const char *v, unsigned long *begun, const char **why)
+{
+    unsigned long bit = 1UL << (d - g_setting_defs);
+
+    if (g_kinds[d->kind].is_list && !(*begun & bit)) {
+        memset(setting_field(c, d), 0, d->size);
+        *setting_count(c, d) = 0;
+    }
+    *begun |= bit;
+    return g_kinds[d->kind].parse(c, d, v, why);
+}
+
+/* The compiled-in defaults, from the table. Dies if one of them does not
+ * parse (a build's override of config.h that the setting refuses). */
 static void settings_defaults(struct settings *c)
 {
+    size_t i;
+
     memset(c, 0, sizeof(*c));
-    c->timeout = OFFLOAD_DEFAULT_TIMEOUT;
-    c->max_clients = OFFLOAD_DEFAULT_MAX_CLIENTS;
-    c->max_dupe = OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS;
-    c->dupe_status = OFFLOAD_DEFAULT_DUPE_STATUS;
-    c->robots_txt = 1;
-    c->serve_stale = 1;
-    c->notsent_lowat = OFFLOAD_DEFAULT_NOTSENT_LOWAT;
-    copy_string(c->cache_dir, sizeof(c->cache_dir), OFFLOAD_DEFAULT_CACHE_DIR);
-    copy_string(c->status_path, sizeof(c->status_path),
-                OFFLOAD_DEFAULT_STATUS_PATH);
+    for (i = 0; i < N_SETTINGS; i++) {
+        const struct setting_def *d = &g_setting_defs[i];
+        char words[OFFLOAD_MAX_CONFIG_LINE], *w, *save = NULL;
+        unsigned long begun = 0;
+        const char *why = NULL;
+
+        if (g_kinds[d->kind].is_number) {
+            setting_store_number(c, d, d->def);
+            continue;
+        }
+        if (d->def_text == NULL)
+            continue;
+        copy_string(words, sizeof(words), d->def_text);
+        for (w = strtok_r(words, " ", &save); w != NULL;
+             w = strtok_r(NULL, " ", &save))
+            if (setting_apply(c, d, w, &begun, &why) != 0)
+                die("the default of %s, %s: %s", d->name, w, why);
+    }
 }
 
 /* Find a setting by config-file name (case-insensitive, as Apache's
@@ -1779,6 +1931,86 @@ static const struct setting_def *setting_find(const char *name, int by_flag)
     return NULL;
 }
 
+/* The value part of d's syntax ("SECONDS", "On|Off"), in buf. */
+static const char *setting_syntax(const struct setting_def *d, char *buf,
+                                  size_t sz)
+{
+    if (d->kind == KIND_STATUS)
+        return statuses_text(buf, sz, "|", "|");
+    return g_kinds[d->kind].value ? g_kinds[d->kind].value : d->value;
+}
+
+/* d's default as a value of the setting ("45", "2M", "On", "127.0.0.0/8
+ * and ::1"), or "none", in buf. */
+static const char *setting_default(const struct setting_def *d, char *buf,
+                                   size_t sz)
+{
+    const char *w = d->def_text;
+    size_t len = 0;
+
+    if (d->kind == KIND_SIZE)
+        return size_text(d->def, buf, sz);
+    if (d->kind == KIND_ON_OFF)
+        return d->def ? "On" : "Off";
+    if (g_kinds[d->kind].is_number) {
+        snprintf(buf, sz, "%lld", d->def);
+        return buf;
+    }
+    if (w == NULL)
+        return "none";
+    buf[0] = '\0';
+    while (*w && len + 1 < sz) {
+        size_t wl = strcspn(w, " ");
+        const char *sep = len == 0 ? "" : strchr(w, ' ') ? ", " : " and ";
+        len += (size_t)snprintf(buf + len, sz - len, "%s%.*s", sep, (int)wl, w);
+        w += wl + strspn(w + wl, " ");
+    }
+    return buf;
+}
+
+/* d's range ("1 to 3600", "0 to 64M", "repeatable, up to 16"), or "",
+ * in buf. */
+static const char *setting_range(const struct setting_def *d, char *buf,
+                                 size_t sz)
+{
+    char lo[24], hi[24];
+
+    if (g_kinds[d->kind].is_list)
+        snprintf(buf, sz, "repeatable, up to %lld", d->max);
+    else if (d->kind == KIND_NUMBER)
+        snprintf(buf, sz, "%lld to %lld", d->min, d->max);
+    else if (d->kind == KIND_SIZE && d->max != LLONG_MAX)
+        snprintf(buf, sz, "%s to %s", size_text(d->min, lo, sizeof(lo)),
+                 size_text(d->max, hi, sizeof(hi)));
+    else
+        buf[0] = '\0';
+    return buf;
+}
+
+/* Split one config-file line in place into name and value: blanks
+ * around both, and double quotes around the value, are removed. Returns
+ * 0, or -1 for a blank line or a comment. */
+static int config_line_split(char *line, char **name, char **value)
+{
+    char *n = line + strspn(line, " \t"), *v, *end = n + strlen(n);
+
+    while (end > n && isspace((unsigned char)end[-1]))
+        *--end = '\0';
+    if (*n == '\0' || *n == '#')
+        return -1;
+    v = n + strcspn(n, " \t");
+    if (*v != '\0')
+        *v++ = '\0';
+    v += strspn(v, " \t");
+    if (v[0] == '"' && end - v >= 2 && end[-1] == '"') {
+        end[-1] = '\0';
+        v++;
+    }
+    *name = n;
+    *value = v;
+    return 0;
+}
+
 /*
  * Read a config file into c: one "Name value" per line, '#' comments,
  * blank lines. Returns 0, or -1 with "FILE:LINE: message" in err.
@@ -1786,8 +2018,9 @@ static const struct setting_def *setting_find(const char *name, int by_flag)
 static int config_parse_file(const char *path, struct settings *c, char *err,
                              size_t errsz)
 {
-    char line[OFFLOAD_MAX_CONFIG_LINE + 2];
+    char line[OFFLOAD_MAX_CONFIG_LINE + 2], *name, *value;
     FILE *f = fopen(path, "r");
+    unsigned long begun = 0;
     int lineno = 0, rc = -1;
 
     if (f == NULL) {
@@ -1796,7 +2029,6 @@ static int config_parse_file(const char *path, struct settings *c, char *err,
     }
     while (fgets(line, sizeof(line), f) != NULL) {
         const struct setting_def *def;
-        char *name, *value, *end;
         const char *why = NULL;
         size_t len = strlen(line);
 
@@ -1805,20 +2037,8 @@ static int config_parse_file(const char *path, struct settings *c, char *err,
             snprintf(err, errsz, "%s:%d: line too long", path, lineno);
             goto out;
         }
-        name = line + strspn(line, " \t");
-        end = name + strlen(name);
-        while (end > name && isspace((unsigned char)end[-1]))
-            *--end = '\0';
-        if (*name == '\0' || *name == '#')
+        if (config_line_split(line, &name, &value) != 0)
             continue;
-        value = name + strcspn(name, " \t");
-        if (*value != '\0')
-            *value++ = '\0';
-        value += strspn(value, " \t");
-        if (value[0] == '"' && end - value >= 2 && end[-1] == '"') {
-            end[-1] = '\0';
-            value++;
-        }
         def = setting_find(name, 0);
         if (def == NULL) {
             snprintf(err, errsz, "%s:%d: unknown setting %s", path, lineno,
@@ -1830,7 +2050,7 @@ static int config_parse_file(const char *path, struct settings *c, char *err,
                      def->name);
             goto out;
         }
-        if (def->set(c, value, &why) != 0) {
+        if (setting_apply(c, def, value, &begun, &why) != 0) {
             snprintf(err, errsz, "%s:%d: %s %s: %s", path, lineno, def->name,
                      value, why);
             goto out;
@@ -1846,10 +2066,33 @@ out:
     return rc;
 }
 
-/* Can a log or pid file be written at path? Returns 0, or -1 with err. */
-static int path_writable(const char *what, const char *path, char *err,
-                         size_t errsz)
+/* The directory part of path into dir ("." for none, "/" for the root).
+ * Returns dir. */
+static char *path_dir(const char *path, char *dir, size_t dirsz)
 {
+    const char *slash = strrchr(path, '/');
+    size_t dl = slash == NULL ? 0 : (size_t)(slash - path);
+
+    if (dl == 0 || dl >= dirsz)
+        copy_string(dir, dirsz, dl == 0 && slash ? "/" : ".");
+    else {
+        memcpy(dir, path, dl);
+        dir[dl] = '\0';
+    }
+    return dir;
+}
+
+/*
+ * Can a log or pid file be written at path? A file not there yet counts
+ * if its directory is writable (it is created at start); with
+ * missing_dir, also if that directory is missing and its parent is
+ * writable (the directory is created at start too). Returns 0, or -1
+ * with err naming what.
+ */
+static int path_writable(const char *what, const char *path, int missing_dir,
+                         char *err, size_t errsz)
+{
+    char dir[PATH_MAX], parent[PATH_MAX];
     int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 
     if (fd >= 0) {
@@ -1857,91 +2100,80 @@ static int path_writable(const char *what, const char *path, char *err,
         return 0;
     }
     if (errno == ENOENT) {
-        /* not there yet: it is created at start, so its directory counts */
-        char dir[PATH_MAX];
-        const char *slash = strrchr(path, '/');
-        size_t dl = slash == NULL ? 0 : (size_t)(slash - path);
-
-        if (dl == 0 || dl >= sizeof(dir))
-            copy_string(dir, sizeof(dir), dl == 0 && slash ? "/" : ".");
-        else {
-            memcpy(dir, path, dl);
-            dir[dl] = '\0';
-        }
+        path_dir(path, dir, sizeof(dir));
         if (access(dir, W_OK | X_OK) == 0)
+            return 0;
+        if (errno == ENOENT && missing_dir &&
+            access(path_dir(dir, parent, sizeof(parent)), W_OK | X_OK) == 0)
             return 0;
     }
     snprintf(err, errsz, "%s %s: %s", what, path, strerror(errno));
     return -1;
 }
 
+/* Check a directory setting: an existing directory with the access mode,
+ * made absolute in place (dir has PATH_MAX bytes) and at most maxlen
+ * long. Returns 0, or -1 with err naming what. */
+static int dir_check(const char *what, char *dir, int mode, size_t maxlen,
+                     char *err, size_t errsz)
+{
+    char real[PATH_MAX];
+    const char *why = NULL;
+    struct stat st;
+
+    if (realpath(dir, real) == NULL || stat(real, &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISDIR(st.st_mode))
+        why = "not a directory";
+    else if (access(real, mode) != 0)
+        why = strerror(errno);
+    else if (strlen(real) > maxlen)
+        why = "too long";
+    if (why != NULL) {
+        snprintf(err, errsz, "%s %s: %s", what, dir, why);
+        return -1;
+    }
+    copy_string(dir, PATH_MAX, real);
+    return 0;
+}
+
 /*
  * Check settings as a whole, after the file and the flags: what is
- * required, and that paths can be used. Makes CacheDir absolute.
- * Returns 0, or -1 with err.
+ * required, and that paths can be used. Makes CacheDir and DocumentRoot
+ * absolute. Creates nothing. Returns 0, or -1 with err.
  */
 static int settings_check(struct settings *c, char *err, size_t errsz)
 {
-    char real[PATH_MAX];
-    struct stat st;
+    size_t i;
 
-    if (c->base_url[0] == '\0' && g_tool == NULL) {
-        snprintf(err, errsz, "BaseURL (--base) is required");
-        return -1;
-    }
-    if (c->nstatus_allow == 0) {
-        cidr_parse("127.0.0.0/8", &c->status_allow[0]);
-        cidr_parse("::1", &c->status_allow[1]);
-        c->nstatus_allow = 2;
-    }
-    if (c->nlisten == 0) {
-        strcpy(c->listen[0].host, "0.0.0.0");
-        snprintf(c->listen[0].port, sizeof(c->listen[0].port), "%d",
-                 OFFLOAD_DEFAULT_PORT);
-        c->nlisten = 1;
-    }
-    /* created at start, not by -t or a reload */
-    if (g_starting && mkdir(c->cache_dir, 0755) == 0) {
-        struct passwd *pw;
-        /* ours to fill: give it to the user we will run as */
-        if (getuid() == 0 && c->user[0] && (pw = getpwnam(c->user)) != NULL &&
-            chown(c->cache_dir, pw->pw_uid, pw->pw_gid) != 0) {
-            snprintf(err, errsz, "CacheDir (--cache-dir) %s: %s", c->cache_dir,
-                     strerror(errno));
+    for (i = 0; i < N_SETTINGS && g_tool == NULL; i++) {
+        const struct setting_def *d = &g_setting_defs[i];
+        if ((d->flags & SETTING_REQUIRED) &&
+            *(char *)setting_field(c, d) == '\0') {
+            char value[64];
+            snprintf(err, errsz, "%s (%s) is required: give it in the config "
+                     "file (%s %s) or with %s", d->name, d->flag, d->name,
+                     setting_syntax(d, value, sizeof(value)), d->flag);
             return -1;
         }
-    } else if (g_starting && errno != EEXIST) {
-        snprintf(err, errsz, "CacheDir (--cache-dir) %s: %s", c->cache_dir, strerror(errno));
+    }
+    if (dir_check("CacheDir (--cache-dir)", c->cache_dir, W_OK | X_OK,
+                  OFFLOAD_MAX_CACHE_DIR, err, errsz) != 0)
         return -1;
-    }
-    if (realpath(c->cache_dir, real) == NULL || access(real, W_OK | X_OK) != 0 ||
-        stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(err, errsz, "CacheDir (--cache-dir) %s: %s", c->cache_dir,
-                 errno ? strerror(errno) : "not a directory");
+    if (c->docroot[0] &&
+        dir_check("DocumentRoot (--docroot)", c->docroot, R_OK | X_OK,
+                  PATH_MAX, err, errsz) != 0)
         return -1;
-    }
-    if (strlen(real) > OFFLOAD_MAX_CACHE_DIR) {
-        snprintf(err, errsz, "CacheDir (--cache-dir) %s: too long", c->cache_dir);
-        return -1;
-    }
-    copy_string(c->cache_dir, sizeof(c->cache_dir), real);
-    if (c->docroot[0]) {
-        if (realpath(c->docroot, real) == NULL || stat(real, &st) != 0 ||
-            !S_ISDIR(st.st_mode) || access(real, R_OK | X_OK) != 0) {
-            snprintf(err, errsz, "DocumentRoot (--docroot) %s: %s", c->docroot,
-                     errno ? strerror(errno) : "not a directory");
-            return -1;
-        }
-        copy_string(c->docroot, sizeof(c->docroot), real);
-    }
     if (!g_cgi && c->access_log[0] &&
-        path_writable("AccessLog (--access-log)", c->access_log, err, errsz))
+        path_writable("AccessLog (--access-log)", c->access_log, 0, err, errsz))
         return -1;
-    if (c->error_log[0] && path_writable("ErrorLog (--error-log)", c->error_log, err, errsz))
+    if (c->error_log[0] &&
+        path_writable("ErrorLog (--error-log)", c->error_log, 0, err, errsz))
         return -1;
     if (g_cgi)
         return 0;   /* the web server runs us: no pid file, no user */
-    if (c->pid_file[0] && path_writable("PidFile (--pid-file)", c->pid_file, err, errsz))
+    if (c->pid_file[0] &&
+        path_writable("PidFile (--pid-file)", c->pid_file, 1, err, errsz))
         return -1;
     if (c->user[0] && getpwnam(c->user) == NULL) {
         snprintf(err, errsz, "User (--user) %s: no such user", c->user);
@@ -5111,9 +5343,11 @@ static void accept_loop(int lifeline)
  * Start-up
  * ====================================================================== */
 
-
+/* Print the usage, with every setting of the table: its config-file
+ * name and value, its flag, its default and its range. */
 static void usage(FILE *out)
 {
+    char syntax[64], def[128], range[64];
     size_t i;
 
     fprintf(out,
@@ -5126,30 +5360,59 @@ static void usage(FILE *out)
             "  --cache-list, --cache-verify, --cache-purge PATH, "
             "--cache-purge-all\n"
             "            list, check (CRC-32) or remove cached objects\n"
+            "  --list-settings  print the settings below, one per line:\n"
+            "            name, flag, value, default, range, notes; tab-separated\n"
             "  --help, --version\n"
-            "settings (flag / config-file name):\n",
+            "settings (config-file name and value, flag; default, range):\n",
             g_progname);
-    for (i = 0; i < N_SETTINGS; i++)
-        fprintf(out, "  %-22s %-17s%s\n", g_setting_defs[i].flag,
-                g_setting_defs[i].name,
-                g_setting_defs[i].repeatable ? " (repeatable)" : "");
-    fprintf(out, "defaults: Listen *:%d, CacheDir %s, Timeout %d, "
-                 "MaxClients %d,\n  MaxDupeDownloads %d, DupeStatus %d, "
-                 "RobotsTxt On\nsee offload_daemon(8) and docs/offload_daemon.md\n",
-            OFFLOAD_DEFAULT_PORT, OFFLOAD_DEFAULT_CACHE_DIR,
-            OFFLOAD_DEFAULT_TIMEOUT, OFFLOAD_DEFAULT_MAX_CLIENTS,
-            OFFLOAD_DEFAULT_MAX_DUPE_DOWNLOADS, OFFLOAD_DEFAULT_DUPE_STATUS);
+    for (i = 0; i < N_SETTINGS; i++) {
+        const struct setting_def *d = &g_setting_defs[i];
+        setting_range(d, range, sizeof(range));
+        fprintf(out, "  %s %-*s %s\n", d->name,
+                (int)(36 - strlen(d->name)), setting_syntax(d, syntax,
+                                                            sizeof(syntax)),
+                d->flag);
+        fprintf(out, "      %s%s%s%s\n",
+                d->flags & SETTING_REQUIRED ? "required" : "default ",
+                d->flags & SETTING_REQUIRED ? ""
+                                            : setting_default(d, def,
+                                                              sizeof(def)),
+                range[0] ? "; " : "", range);
+    }
+    fprintf(out, "see offload_daemon(8) and docs/offload_daemon.md\n");
+}
+
+/* --list-settings: the settings table, one tab-separated line per
+ * setting: name, flag, value, default, range, notes ("required",
+ * "restart": fixed at start-up). */
+static void settings_list(void)
+{
+    char syntax[64], def[128], range[64];
+    size_t i;
+
+    for (i = 0; i < N_SETTINGS; i++) {
+        const struct setting_def *d = &g_setting_defs[i];
+        printf("%s\t%s\t%s\t%s\t%s\t%s%s%s\n", d->name, d->flag,
+               setting_syntax(d, syntax, sizeof(syntax)),
+               setting_default(d, def, sizeof(def)),
+               setting_range(d, range, sizeof(range)),
+               d->flags & SETTING_REQUIRED ? "required" : "",
+               (d->flags & SETTING_REQUIRED) && (d->flags & SETTING_AT_START)
+                   ? " " : "",
+               d->flags & SETTING_AT_START ? "restart" : "");
+    }
 }
 
 /*
  * Build settings into c: defaults, then the config file (-f), then the
  * setting flags of the command line (a list flag given on the command
- * line replaces the file's list), then the checks. Returns 0, or -1 with
- * err naming FILE:LINE or the flag.
+ * line replaces the file's list). Returns 0, or -1 with err naming
+ * FILE:LINE or the flag.
  */
-static int settings_load(struct settings *c, char *err, size_t errsz)
+static int settings_read(struct settings *c, char *err, size_t errsz)
 {
-    int i, cleared_listen = 0, cleared_trusted = 0, cleared_status = 0;
+    unsigned long begun = 0;
+    int i;
 
     settings_defaults(c);
     if (g_config_file != NULL &&
@@ -5160,29 +5423,34 @@ static int settings_load(struct settings *c, char *err, size_t errsz)
         const char *why = NULL;
 
         if (def == NULL) {
-            if (strcmp(g_argv[i], "-f") == 0)
+            /* our own options with a value (options_parse checked them) */
+            if (strcmp(g_argv[i], "-f") == 0 ||
+                strcmp(g_argv[i], "--cache-purge") == 0)
                 i++;
             continue;
         }
-        if (def->set == set_listen && !cleared_listen++)
-            c->nlisten = 0;
-        if (def->set == set_trusted_proxy && !cleared_trusted++)
-            c->ntrusted = 0;
-        if (def->set == set_status_allow && !cleared_status++)
-            c->nstatus_allow = 0;
-        if (def->set(c, g_argv[i + 1], &why) != 0) {
+        if (setting_apply(c, def, g_argv[i + 1], &begun, &why) != 0) {
             snprintf(err, errsz, "%s %s: %s", def->flag, g_argv[i + 1], why);
             return -1;
         }
         i++;
     }
+    return 0;
+}
+
+/* Read the settings (settings_read) and check them (settings_check).
+ * Returns 0, or -1 with err. */
+static int settings_load(struct settings *c, char *err, size_t errsz)
+{
+    if (settings_read(c, err, errsz) != 0)
+        return -1;
     return settings_check(c, err, errsz);
 }
 
 /*
  * Read the command line's own flags (-F, -t, -f, --cgi, --help,
- * --version) and check that every other word is a setting flag with a
- * value. "--flag=value" is split in place. Dies on an error. Returns 1
+ * --version, --list-settings, the cache tools) and check that every
+ * other word is a setting flag with a value. Dies on an error. Returns 1
  * when -t was given.
  */
 static int options_parse(int argc, char **argv)
@@ -5211,6 +5479,9 @@ static int options_parse(int argc, char **argv)
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             exit(0);
+        } else if (strcmp(a, "--list-settings") == 0) {
+            settings_list();
+            exit(0);
         } else if (strcmp(a, "--version") == 0) {
             printf("offload_daemon %s\n", OFFLOAD_VERSION);
             exit(0);
@@ -5231,6 +5502,83 @@ static int options_parse(int argc, char **argv)
     g_argc = argc;
     g_argv = argv;
     return check_only;
+}
+
+/* Keep our own copy of the command line (for SIGHUP): the memory of
+ * argv becomes the process title. Dies when out of memory. */
+static void argv_keep(int argc, char **argv)
+{
+    g_argv = calloc((size_t)argc + 1, sizeof(*g_argv));
+    if (g_argv == NULL)
+        die("out of memory");
+    for (int i = 0; i < argc; i++)
+        if ((g_argv[i] = strdup(argv[i])) == NULL)
+            die("out of memory");
+    if (g_config_file != NULL && (g_config_file = strdup(g_config_file)) == NULL)
+        die("out of memory");
+}
+
+/*
+ * Create directory dir (one level, mode 0755) if it is missing, and
+ * give one we created to User when we run as root. Returns 0, or -1
+ * with err naming what.
+ */
+static int dir_create(const char *what, const char *dir, char *err,
+                      size_t errsz)
+{
+    struct passwd *pw;
+
+    if (mkdir(dir, 0755) != 0) {
+        if (errno == EEXIST)
+            return 0;
+        snprintf(err, errsz, "%s %s: %s", what, dir, strerror(errno));
+        return -1;
+    }
+    if (getuid() == 0 && g_cfg.user[0] && (pw = getpwnam(g_cfg.user)) != NULL &&
+        chown(dir, pw->pw_uid, pw->pw_gid) != 0) {
+        snprintf(err, errsz, "%s %s: %s", what, dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * A start-up step, before the settings are checked: create CacheDir's
+ * last directory and the PidFile's directory if they are missing, each
+ * given to User (who fills the cache and removes the PID file at exit).
+ * -t, the cache tools and a reload create nothing. Dies on a failure.
+ */
+static void startup_dirs_create(void)
+{
+    char err[2 * PATH_MAX], dir[PATH_MAX];
+
+    if (dir_create("CacheDir (--cache-dir)", g_cfg.cache_dir, err,
+                   sizeof(err)) != 0)
+        die("%s", err);
+    if (!g_cgi && g_cfg.pid_file[0] &&
+        dir_create("PidFile (--pid-file) directory",
+                   path_dir(g_cfg.pid_file, dir, sizeof(dir)), err,
+                   sizeof(err)) != 0)
+        die("%s", err);
+}
+
+/*
+ * -t: say what the daemon would create at start that is not there yet
+ * (the check accepted it), then that the configuration is good.
+ */
+static void settings_report(void)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+
+    if (!g_cgi && g_cfg.pid_file[0] &&
+        stat(path_dir(g_cfg.pid_file, dir, sizeof(dir)), &st) != 0 &&
+        errno == ENOENT)
+        printf("%s: PidFile (--pid-file) %s: its directory %s is missing; "
+               "the daemon creates it at start\n", g_progname, g_cfg.pid_file,
+               dir);
+    printf("%s: configuration OK\n", g_config_file ? g_config_file
+                                                   : "command line");
 }
 
 /* Go to the background: fork, new session, cwd /, standard streams to
@@ -5327,30 +5675,40 @@ static int logs_open(void)
 
 /*
  * SIGHUP: read the settings again for connections accepted from now on.
- * A bad file keeps the old settings. Listen, User, PidFile and
- * MaxClients are fixed at start-up and keep their values.
+ * A bad file keeps the old settings. The settings fixed at start-up
+ * (SETTING_AT_START: Listen, User, PidFile, MaxClients) keep their
+ * values; a change to one of them is logged.
  */
 static void config_reload(void)
 {
     static struct settings next;
-    char err[3 * PATH_MAX];
+    char err[3 * PATH_MAX], changed[256] = "";
+    size_t i, len = 0;
 
     if (settings_load(&next, err, sizeof(err)) != 0) {
         log_msg("error", "reload: %s; keeping the old configuration", err);
         return;
     }
-    if (next.nlisten != g_cfg.nlisten ||
-        memcmp(next.listen, g_cfg.listen, sizeof(next.listen)) != 0 ||
-        strcmp(next.user, g_cfg.user) != 0 ||
-        strcmp(next.pid_file, g_cfg.pid_file) != 0 ||
-        next.max_clients != g_cfg.max_clients)
-        log_msg("warning", "reload: Listen, User, PidFile and MaxClients "
-                "take effect only at a restart");
-    memcpy(next.listen, g_cfg.listen, sizeof(next.listen));
-    next.nlisten = g_cfg.nlisten;
-    memcpy(next.user, g_cfg.user, sizeof(next.user));
-    memcpy(next.pid_file, g_cfg.pid_file, sizeof(next.pid_file));
-    next.max_clients = g_cfg.max_clients;
+    for (i = 0; i < N_SETTINGS; i++) {
+        const struct setting_def *d = &g_setting_defs[i];
+
+        if (!(d->flags & SETTING_AT_START))
+            continue;
+        if (memcmp(setting_field(&next, d), setting_field(&g_cfg, d),
+                   d->size) != 0 ||
+            (g_kinds[d->kind].is_list &&
+             *setting_count(&next, d) != *setting_count(&g_cfg, d)))
+            len += (size_t)snprintf(changed + len, sizeof(changed) - len,
+                                    "%s%s", len ? ", " : "", d->name);
+        memcpy(setting_field(&next, d), setting_field(&g_cfg, d), d->size);
+        if (g_kinds[d->kind].is_list)
+            *setting_count(&next, d) = *setting_count(&g_cfg, d);
+        if (len >= sizeof(changed))
+            len = sizeof(changed) - 1;
+    }
+    if (changed[0])
+        log_msg("warning", "reload: a change to %s takes effect only at a "
+                "restart", changed);
     g_cfg = next;
     if (base_resolve() != 0)
         log_msg("warning", "reload: cannot resolve the base %s yet",
@@ -5439,21 +5797,15 @@ int main(int argc, char **argv)
 
     g_progname = "offload_daemon";
     check_only = options_parse(argc, argv);
-    g_starting = !check_only && g_tool == NULL;
-    /* keep our own copy of argv for SIGHUP: its memory becomes the title */
-    g_argv = calloc((size_t)argc + 1, sizeof(*g_argv));
-    if (g_argv == NULL)
-        die("out of memory");
-    for (int i = 0; i < argc; i++)
-        g_argv[i] = strdup(argv[i]);
-    if (g_config_file != NULL)
-        g_config_file = strdup(g_config_file);
-    if (settings_load(&g_cfg, err, sizeof(err)) != 0)
+    argv_keep(argc, argv);
+    if (settings_read(&g_cfg, err, sizeof(err)) != 0)
         die("%s", err);
-    g_starting = 0;     /* a reload creates nothing */
+    if (!check_only && g_tool == NULL)
+        startup_dirs_create();
+    if (settings_check(&g_cfg, err, sizeof(err)) != 0)
+        die("%s", err);
     if (check_only) {
-        printf("%s: configuration OK\n", g_config_file ? g_config_file
-                                                       : "command line");
+        settings_report();
         return 0;
     }
     if (g_tool != NULL)

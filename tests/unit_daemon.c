@@ -275,6 +275,71 @@ static void test_settings(void)
     CHECK(listen_parse("a:70000", &ls) != 0);
 }
 
+/* The settings table: defaults, ranges, lists, what each field holds. */
+static void test_settings_table(void)
+{
+    static struct settings s;
+    const struct setting_def *d;
+    unsigned long begun = 0;
+    const char *why;
+    char buf[64];
+    size_t i;
+
+    for (i = 0; i < N_SETTINGS; i++) {
+        d = &g_setting_defs[i];
+        /* numbers are stored as int or long long, by the field's size */
+        CHECK(!g_kinds[d->kind].is_number || d->size == sizeof(int) ||
+              d->size == sizeof(long long));
+        CHECK(d->at + d->size <= sizeof(struct settings));
+        CHECK(d->def >= d->min && (d->max == 0 || d->def <= d->max));
+        CHECK(setting_find(d->name, 0) == d && setting_find(d->flag, 1) == d);
+    }
+    settings_defaults(&s);
+    CHECK(s.timeout == OFFLOAD_DEFAULT_TIMEOUT &&
+          s.max_clients == OFFLOAD_DEFAULT_MAX_CLIENTS &&
+          s.notsent_lowat == OFFLOAD_DEFAULT_NOTSENT_LOWAT &&
+          s.robots_txt == 1 && s.serve_stale == 1 && s.cache_max_size == 0);
+    CHECK(strcmp(s.cache_dir, OFFLOAD_DEFAULT_CACHE_DIR) == 0 &&
+          strcmp(s.status_path, OFFLOAD_DEFAULT_STATUS_PATH) == 0);
+    CHECK(s.nlisten == 1 && strcmp(s.listen[0].host, "0.0.0.0") == 0 &&
+          atoi(s.listen[0].port) == OFFLOAD_DEFAULT_PORT);
+    CHECK(s.nstatus_allow == 2 && cidr_contains(&s.status_allow[0], "127.1.2.3") &&
+          cidr_contains(&s.status_allow[1], "::1"));
+    /* a source's first value of a list replaces the list; more add */
+    d = setting_find("Listen", 0);
+    CHECK(setting_apply(&s, d, "127.0.0.1:1", &begun, &why) == 0 &&
+          s.nlisten == 1 && strcmp(s.listen[0].port, "1") == 0);
+    CHECK(setting_apply(&s, d, "[::1]:2", &begun, &why) == 0 && s.nlisten == 2);
+    for (i = 2; i < OFFLOAD_MAX_LISTEN; i++)
+        CHECK(setting_apply(&s, d, "127.0.0.1:3", &begun, &why) == 0);
+    CHECK(setting_apply(&s, d, "127.0.0.1:4", &begun, &why) != 0 &&
+          strcmp(why, "too many addresses") == 0);
+    /* ranges from the table, in the messages too */
+    d = setting_find("--timeout", 1);
+    CHECK(setting_apply(&s, d, "0", &begun, &why) != 0 &&
+          strcmp(why, "expected a whole number from 1 to 3600") == 0);
+    CHECK(setting_apply(&s, d, "3600", &begun, &why) == 0 && s.timeout == 3600);
+    d = setting_find("NotSentLowat", 0);
+    CHECK(setting_apply(&s, d, "64M", &begun, &why) == 0 &&
+          s.notsent_lowat == 64 * 1024 * 1024);
+    CHECK(setting_apply(&s, d, "65M", &begun, &why) != 0);
+    d = setting_find("CacheMaxSize", 0);
+    CHECK(setting_apply(&s, d, "2T", &begun, &why) == 0 &&
+          s.cache_max_size == 2LL << 40);
+    d = setting_find("DupeStatus", 0);
+    CHECK(setting_apply(&s, d, "200", &begun, &why) != 0 &&
+          strcmp(why, "expected 403, 429 or 503") == 0);
+    CHECK(strcmp(setting_syntax(d, buf, sizeof(buf)), "403|429|503") == 0);
+    d = setting_find("StatusPath", 0);
+    CHECK(setting_apply(&s, d, "off", &begun, &why) == 0 &&
+          s.status_path[0] == '\0');
+    CHECK(strcmp(size_text(3 << 20, buf, sizeof(buf)), "3M") == 0 &&
+          strcmp(size_text(1500, buf, sizeof(buf)), "1500") == 0 &&
+          strcmp(size_text(0, buf, sizeof(buf)), "0") == 0);
+    CHECK(strcmp(setting_default(setting_find("StatusAllow", 0), buf,
+                                 sizeof(buf)), "127.0.0.0/8 and ::1") == 0);
+}
+
 /* Parse text as a base response; returns base_response_parse()'s code. */
 static int parse_base(struct base_response *br, const char *text)
 {
@@ -316,6 +381,7 @@ int main(void)
     test_validators();
     test_meta();
     test_settings();
+    test_settings_table();
     test_base_response();
     printf("unit: %d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
