@@ -687,7 +687,6 @@ OffloadSelect RoundRobin
 OffloadExcludeMimeType text/* application/x-*
 OffloadExcludeUserAgent "*Mozilla/4.0 (compatible*"
 OffloadExcludeAddress 10.0.0.0/8 2001:db8::/32 192.168.1.1 192.168.* ::1
-OffloadDebug Off
 """, start=False)
     rc, out = a.configtest()
     assert rc == 0, out
@@ -701,7 +700,7 @@ def test_signature_warning_and_debug_lines(apache_factory, run_dir):
 OffloadEngine On
 OffloadHost %s
 <Directory %s/dbg>
-    OffloadDebug On
+    LogLevel offload:debug
 </Directory>
 """ % (HOST_A, docroot), start=False)
     harness.write_file(os.path.join(a.docroot, "quiet.bin"), BIG)
@@ -717,9 +716,12 @@ OffloadHost %s
     # an unresolvable OffloadHost is a warning, and still used
     assert re.search(r"\[offload:warn\].*OffloadHost %s" % HOST_A, log)
     assert st == 302
-    assert "offload: /dbg/big.bin -> http://%s/dbg/big.bin" % HOST_A in log
-    assert "offload: declined /dbg/small.bin: size" in log
-    assert "/quiet.bin" not in log   # LogLevel warn, no OffloadDebug
+    # a LogLevel offload:debug in a section logs the decisions in it only
+    assert re.search(r"\[offload:debug\].*offload: /dbg/big.bin -> http://%s"
+                     r"/dbg/big.bin" % HOST_A, log)
+    assert re.search(r"\[offload:debug\].*offload: declined /dbg/small.bin: "
+                     r"size", log)
+    assert "/quiet.bin" not in log   # LogLevel warn outside that section
 
     # LogLevel offload:debug logs every decision
     a.log_level = "warn offload:debug"
