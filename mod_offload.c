@@ -495,9 +495,8 @@ static const char *offload_parse_host_url(cmd_parms *cmd, const char *arg,
         p[--n] = '\0';
     }
     if (n > 0 && p[0] != '/') {
-        return apr_psprintf(cmd->pool,
-                            "OffloadHost: '%s' has a malformed path prefix",
-                            arg);
+        return apr_psprintf(
+            cmd->pool, "OffloadHost: '%s' has a malformed path prefix", arg);
     }
     *prefix = p;
     return NULL;
@@ -550,8 +549,7 @@ static const char *offload_parse_host(cmd_parms *cmd, const char *arg,
  * Parses OffloadHost's optional second argument, weight=N, into *w (1 if
  * arg is NULL). Returns NULL, or an error sentence.
  */
-static const char *offload_parse_weight(cmd_parms *cmd, const char *arg,
-                                        int *w)
+static const char *offload_parse_weight(cmd_parms *cmd, const char *arg, int *w)
 {
     const size_t skip = sizeof(OFFLOAD_WEIGHT_PREFIX) - 1;
     const char *v;
@@ -1762,9 +1760,10 @@ static const offload_rule offload_request_rules[] = {
 /* Returns rule number i (0 .. OFFLOAD_NRULES - 1), file rules first. */
 static const offload_rule *offload_rule_at(int i)
 {
-    return i < OFFLOAD_NFILE_RULES ? &offload_file_rules[i]
-                                   : &offload_request_rules[i -
-                                                            OFFLOAD_NFILE_RULES];
+    if (i < OFFLOAD_NFILE_RULES) {
+        return &offload_file_rules[i];
+    }
+    return &offload_request_rules[i - OFFLOAD_NFILE_RULES];
 }
 
 /* ---- hooks ------------------------------------------------------------- */
@@ -1899,7 +1898,8 @@ static int offload_fixups(request_rec *r)
         r->user == NULL && !offload_is_public(r)) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                       "offload: %s is not public: refused to the offload "
-                      "host", r->uri);
+                      "host",
+                      r->uri);
         return HTTP_FORBIDDEN;
     }
     if (offload_declined(r, conf, sc, offload_file_rules, OFFLOAD_NFILE_RULES,
@@ -1918,14 +1918,14 @@ static int offload_fixups(request_rec *r)
 
 /* What the status page shows, read once from the shared segment. */
 typedef struct {
-    const offload_shared *sh;               /* the segment */
-    int nslots;                             /* hosts shown */
-    offload_slot *slots;                    /* copies of their slots */
-    apr_uint64_t redirects;                 /* to every host */
-    apr_uint64_t redirects_private;         /* to .htaccess-only hosts */
-    apr_uint64_t declines;                  /* by every rule */
-    apr_uint64_t count[OFFLOAD_MAX_RULES];  /* by rule, as sh->rule[] */
-    int busy;                               /* busy workers but r's */
+    const offload_shared *sh;              /* the segment */
+    int nslots;                            /* hosts shown */
+    offload_slot *slots;                   /* copies of their slots */
+    apr_uint64_t redirects;                /* to every host */
+    apr_uint64_t redirects_private;        /* to .htaccess-only hosts */
+    apr_uint64_t declines;                 /* by every rule */
+    apr_uint64_t count[OFFLOAD_MAX_RULES]; /* by rule, as sh->rule[] */
+    int busy;                              /* busy workers but r's */
 } offload_status;
 
 /*
@@ -1970,18 +1970,18 @@ static void offload_status_auto_host(request_rec *r,
                                      const offload_target *t,
                                      const offload_slot *slot)
 {
-    ap_rprintf(
-        r,
-        "Host: %s://%s state=%s weight=%s redirects=%" APR_UINT64_T_FMT
-        " checks=%" APR_UINT64_T_FMT " failures=%" APR_UINT64_T_FMT
-        " last-check=%" APR_UINT64_T_FMT " last-change=%" APR_UINT64_T_FMT
-        " last-status=%u\n",
-        t->scheme, t->authority, offload_state_name(sc, slot),
-        t->weights != NULL ? t->weights : "-", (apr_uint64_t)slot->redirects,
-        (apr_uint64_t)slot->checks, (apr_uint64_t)slot->failures,
-        (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_check),
-        (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_change),
-        (unsigned)slot->last_status);
+    ap_rprintf(r,
+               "Host: %s://%s state=%s weight=%s redirects=%" APR_UINT64_T_FMT
+               " checks=%" APR_UINT64_T_FMT " failures=%" APR_UINT64_T_FMT
+               " last-check=%" APR_UINT64_T_FMT
+               " last-change=%" APR_UINT64_T_FMT " last-status=%u\n",
+               t->scheme, t->authority, offload_state_name(sc, slot),
+               t->weights != NULL ? t->weights : "-",
+               (apr_uint64_t)slot->redirects, (apr_uint64_t)slot->checks,
+               (apr_uint64_t)slot->failures,
+               (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_check),
+               (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_change),
+               (unsigned)slot->last_status);
 }
 
 /*
@@ -2006,8 +2006,8 @@ static void offload_status_auto(request_rec *r, const offload_server_conf *sc,
                (unsigned)st->nslots, st->redirects, st->redirects_private,
                st->declines);
     for (i = 0; i < (int)st->sh->nrules; i++) {
-        ap_rprintf(r, "Declined-%s: %" APR_UINT64_T_FMT "\n",
-                   st->sh->rule[i], st->count[i]);
+        ap_rprintf(r, "Declined-%s: %" APR_UINT64_T_FMT "\n", st->sh->rule[i],
+                   st->count[i]);
     }
     for (i = 0; i < st->nslots; i++) {
         offload_status_auto_host(r, sc, offload_target_at(i), &st->slots[i]);
@@ -2145,6 +2145,8 @@ static int offload_status_handler(request_rec *r)
     return OK;
 }
 
+/* ---- start-up hooks -------------------------------------------------- */
+
 /*
  * pre_config hook: starts an empty target registry for the configuration
  * about to be read. Returns OK.
@@ -2269,10 +2271,9 @@ static int offload_hc_setup(apr_pool_t *pconf, server_rec *s)
     }
     rv = get_instance(&wd, "_offload_hcheck_", 0, 1, pconf);
     if (rv == APR_SUCCESS) {
-        rv = register_callback(wd,
-                               apr_time_from_sec(
-                                   offload_hc_interval(offload_server(s))),
-                               s, offload_hc_callback);
+        rv = register_callback(
+            wd, apr_time_from_sec(offload_hc_interval(offload_server(s))), s,
+            offload_hc_callback);
     }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
@@ -2428,11 +2429,8 @@ static void offload_register_hooks(apr_pool_t *p)
     ap_hook_handler(offload_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
-AP_DECLARE_MODULE(offload) = {STANDARD20_MODULE_STUFF,
-                              offload_create_dir_conf,
-                              offload_merge_dir_conf,
-                              offload_create_server_conf,
-                              offload_merge_server_conf,
-                              offload_cmds,
-                              offload_register_hooks,
-                              AP_MODULE_FLAG_NONE};
+AP_DECLARE_MODULE(offload) = {
+    STANDARD20_MODULE_STUFF,   offload_create_dir_conf,
+    offload_merge_dir_conf,    offload_create_server_conf,
+    offload_merge_server_conf, offload_cmds,
+    offload_register_hooks,    AP_MODULE_FLAG_NONE};

@@ -248,6 +248,19 @@ def test_rule_engine_and_method(rules_apache):
         assert e["offload_declined"] == "method", e
 
 
+def test_file_rules_before_request_rules(rules_apache):
+    # a request that fails a file rule and a request rule is named by the
+    # file rule: the request rules ask only about offloadable files
+    a = rules_apache
+    st, hdrs, body = request(a.url("/small.bin"), method="HEAD")
+    assert st == 200 and "location" not in hdrs and body == b""
+    st, hdrs, body = request(a.url("/iponly/big.bin"), method="HEAD")
+    assert st == 200 and "location" not in hdrs and body == b""
+    heads = {x["uri"]: x["offload_declined"] for x in a.access_entries()
+             if x["method"] == "HEAD"}
+    assert heads == {"/small.bin": "size", "/iponly/big.bin": "auth"}
+
+
 def test_rule_query(rules_apache):
     a = rules_apache
     assert_declined(a, "/big.bin?x=1", a.files["/big.bin"])
@@ -657,6 +670,8 @@ BAD_CONFIGS = [
      "OffloadExcludeAddress: 'not-an-address'"),
     ("OffloadSelect fastest", "OffloadSelect: 'fastest'"),
     ("OffloadEngine maybe", "OffloadEngine"),
+    # gone: LogLevel offload:debug logs the decisions
+    ("OffloadDebug On", "Invalid command 'OffloadDebug'"),
 ]
 
 
