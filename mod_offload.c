@@ -145,7 +145,7 @@ typedef struct {
 typedef struct {
     int engine;                         /* 0, 1 or UNSET */
     int redirect_status;                /* 302, 303, 307 or UNSET */
-    int select;                         /* OFFLOAD_SELECT_* or UNSET */
+    int select;                         /* offload_select, or UNSET */
     int busy_threshold;                 /* workers, or UNSET */
     int link_headers;                   /* 0, 1 or UNSET */
     apr_off_t min_size;                 /* bytes, or UNSET */
@@ -1209,7 +1209,7 @@ static apr_socket_t *offload_hc_connect(const offload_target *t,
 
 /*
  * Returns the status code of an HTTP/1.x status line ("HTTP/1.1 200 OK"),
- * or 0 if line does not start with one.
+ * or -1 if line does not start with one.
  */
 static int offload_status_code(const char *line)
 {
@@ -1220,7 +1220,7 @@ static int offload_status_code(const char *line)
         !apr_isdigit(c[0]) || c[1] != ' ' || !apr_isdigit(c[2]) ||
         !apr_isdigit(c[3]) || !apr_isdigit(c[4]) ||
         (c[5] != ' ' && c[5] != '\r' && c[5] != '\n')) {
-        return 0;
+        return -1;
     }
     return (c[2] - '0') * 100 + (c[3] - '0') * 10 + (c[4] - '0');
 }
@@ -1239,6 +1239,7 @@ static const char *offload_hc_ask(apr_socket_t *sock, const offload_target *t,
     char buf[OFFLOAD_HC_MAX_STATUS_LINE + 1];
     const char *req;
     apr_size_t len = 0, n;
+    int code;
 
     req = apr_pstrcat(p, "GET ", uri, " HTTP/1.0\r\nHost: ", t->authority,
                       "\r\nUser-Agent: mod_offload/" OFFLOAD_VERSION
@@ -1265,10 +1266,11 @@ static const char *offload_hc_ask(apr_socket_t *sock, const offload_target *t,
     if (*rv != APR_SUCCESS) {
         return "no answer";
     }
-    if (memchr(buf, '\n', len) == NULL ||
-        (*status = offload_status_code(buf)) == 0) {
+    code = memchr(buf, '\n', len) != NULL ? offload_status_code(buf) : -1;
+    if (code < 0) {
         return "malformed status line";
     }
+    *status = code;
     if (*status < HTTP_OK || *status >= HTTP_MULTIPLE_CHOICES) {
         return apr_psprintf(p, "status %d", *status);
     }
