@@ -904,10 +904,10 @@ static apr_uint64_t offload_hash(const offload_host *h, const char *path)
 /*
  * Fills order[0..n-1] with the n hosts in a weighted rotation that moves
  * one turn per call in this process: weight=N gives a host N turns in a
- * row. Returns n.
+ * row.
  */
-static int offload_rank_rotation(offload_host **hosts, int n,
-                                 offload_host **order)
+static void offload_rank_rotation(offload_host **hosts, int n,
+                                  offload_host **order)
 {
     apr_uint32_t total = 0, turn;
     int start = 0, i;
@@ -923,17 +923,16 @@ static int offload_rank_rotation(offload_host **hosts, int n,
     for (i = 0; i < n; i++) {
         order[i] = hosts[(start + i) % n];
     }
-    return n;
 }
 
 /*
  * Fills order[0..n-1] with the n hosts by descending rendezvous score
  * weight / -ln(u), u from the hash of the host and path (random: from
  * random bytes); ties keep declaration order. score is scratch space for
- * n doubles. Returns n.
+ * n doubles.
  */
-static int offload_rank_scores(offload_host **hosts, int n, const char *path,
-                               int random, double *score, offload_host **order)
+static void offload_rank_scores(offload_host **hosts, int n, const char *path,
+                                int random, double *score, offload_host **order)
 {
     int i, j;
 
@@ -956,34 +955,37 @@ static int offload_rank_scores(offload_host **hosts, int n, const char *path,
         order[j] = hosts[i];
         score[j] = s;
     }
-    return n;
 }
 
 /*
- * Fills order[0..n-1] (n = conf->hosts->nelts, at least 1) with the hosts
- * in the order they should be tried for request r, best first, as
- * OffloadSelect says: hash (rendezvous hashing of r->uri), random or
- * roundrobin. Returns n. Scratch memory comes from r->pool. A health
- * check only has to skip the unusable hosts in this order.
+ * Returns the n = conf->hosts->nelts (at least 1) hosts in the order they
+ * should be tried for request r, best first, as OffloadSelect says: hash
+ * (rendezvous hashing of r->uri), random or roundrobin; sets *n. The
+ * array and scratch memory come from r->pool. A health check only has to
+ * skip the unusable hosts in this order.
  */
-static int offload_rank_hosts(request_rec *r, const offload_dir_conf *conf,
-                              offload_host **order)
+static offload_host **offload_rank_hosts(request_rec *r,
+                                         const offload_dir_conf *conf, int *n)
 {
-    int n = conf->hosts->nelts;
     offload_host **hosts = (offload_host **)conf->hosts->elts;
+    offload_host **order;
 
+    *n = conf->hosts->nelts;
+    order = apr_palloc(r->pool, *n * sizeof(*order));
     switch (conf->select) {
     case OFFLOAD_SELECT_ROUNDROBIN:
-        return offload_rank_rotation(hosts, n, order);
+        offload_rank_rotation(hosts, *n, order);
+        break;
     case OFFLOAD_SELECT_RANDOM:
-        return offload_rank_scores(hosts, n, r->uri, 1,
-                                   apr_palloc(r->pool, n * sizeof(double)),
-                                   order);
+        offload_rank_scores(hosts, *n, r->uri, 1,
+                            apr_palloc(r->pool, *n * sizeof(double)), order);
+        break;
     default: /* OFFLOAD_SELECT_HASH, the default when unset */
-        return offload_rank_scores(hosts, n, r->uri, 0,
-                                   apr_palloc(r->pool, n * sizeof(double)),
-                                   order);
+        offload_rank_scores(hosts, *n, r->uri, 0,
+                            apr_palloc(r->pool, *n * sizeof(double)), order);
+        break;
     }
+    return order;
 }
 
 /* ---- shared state ------------------------------------------------------ */
@@ -1833,8 +1835,7 @@ static void offload_link_headers(request_rec *r, const offload_dir_conf *conf,
     if (conf->link_headers != 1 || r->method_number != M_GET) {
         return;
     }
-    order = apr_palloc(r->pool, conf->hosts->nelts * sizeof(*order));
-    n = offload_rank_hosts(r, conf, order);
+    order = offload_rank_hosts(r, conf, &n);
     for (i = 0; i < n; i++) {
         if (!offload_usable(sc, order[i]->target)) {
             continue;
@@ -1864,8 +1865,7 @@ static int offload_redirect(request_rec *r, const offload_dir_conf *conf,
     const char *location;
     int i, n;
 
-    order = apr_palloc(r->pool, conf->hosts->nelts * sizeof(*order));
-    n = offload_rank_hosts(r, conf, order);
+    order = offload_rank_hosts(r, conf, &n);
     for (i = 0; i < n - 1 && !offload_usable(sc, order[i]->target); i++) {
     }
     location = apr_pstrcat(r->pool, order[i]->base, offload_raw_path(r), NULL);
