@@ -75,6 +75,11 @@
 #define OFFLOAD_HC_MAX_STATUS_LINE 512
 #endif
 
+/* Longest OffloadHealthCheckURI, in bytes. */
+#ifndef OFFLOAD_HC_MAX_URI
+#define OFFLOAD_HC_MAX_URI 1024
+#endif
+
 /* Largest OffloadBusyThreshold. */
 #ifndef OFFLOAD_MAX_BUSY_THRESHOLD
 #define OFFLOAD_MAX_BUSY_THRESHOLD 100000

@@ -5,9 +5,11 @@
  * answers with a redirect to an offload host (an offload_daemon that fetches
  * the file from this server once, caches it and serves it from then on).
  * Every request it declines is served by Apache exactly as if the module
- * were not loaded. The decision is a chain of early exits, cheapest first;
- * the rule that declined is stored in the request note "offload-declined",
- * the chosen host in "offload-host".
+ * were not loaded. The decision has two phases, each a chain of early
+ * exits, cheapest first: the file rules ("may this file be offloaded?")
+ * and the request rules ("should this request go now?"). The rule that
+ * declined is stored in the request note "offload-declined" and logged at
+ * debug level (LogLevel offload:debug), the chosen host in "offload-host".
  *
  * Build and install:
  *
@@ -83,9 +85,26 @@ module AP_MODULE_DECLARE_DATA offload_module;
 
 #define OFFLOAD_UNSET (-1)
 
-#define OFFLOAD_SELECT_HASH 0
-#define OFFLOAD_SELECT_RANDOM 1
-#define OFFLOAD_SELECT_ROUNDROBIN 2
+/* OffloadSelect: how the hosts are ranked for a request. */
+typedef enum {
+    OFFLOAD_SELECT_HASH,      /* rendezvous hashing of the path: default */
+    OFFLOAD_SELECT_RANDOM,    /* rendezvous with random scores */
+    OFFLOAD_SELECT_ROUNDROBIN /* weighted turns, per process */
+} offload_select;
+
+/* The port of a scheme when the URL names none. */
+#define OFFLOAD_HTTP_PORT 80
+#define OFFLOAD_HTTPS_PORT 443
+
+/* Longest host name (RFC 1035: 255 octets) and largest port number. */
+#define OFFLOAD_MAX_HOSTNAME 255
+#define OFFLOAD_MAX_PORT 65535
+
+/* The unit of OffloadMinSize's suffixes: K, M and G are its powers. */
+#define OFFLOAD_KIB ((apr_int64_t)1024)
+
+/* The argument OffloadHost takes after the host: weight=N. */
+#define OFFLOAD_WEIGHT_PREFIX "weight="
 
 /*
  * One offload daemon as the network sees it: scheme, name and port. Hosts
@@ -125,9 +144,8 @@ typedef struct {
  */
 typedef struct {
     int engine;                         /* 0, 1 or UNSET */
-    int debug;                          /* 0, 1 or UNSET */
     int redirect_status;                /* 302, 303, 307 or UNSET */
-    int select;                         /* OFFLOAD_SELECT_* or UNSET */
+    int select;                         /* offload_select, or UNSET */
     int busy_threshold;                 /* workers, or UNSET */
     int link_headers;                   /* 0, 1 or UNSET */
     apr_off_t min_size;                 /* bytes, or UNSET */
@@ -146,16 +164,23 @@ static apr_sockaddr_t *offload_stranger; /* in pconf; NULL if unusable */
 /* Turn of the round-robin selection, per process. */
 static apr_uint32_t offload_rr_counter;
 
-/* The server-wide health-check settings; reset in pre_config. */
-static struct {
-    int enabled;     /* OffloadHealthCheck: 0 or 1 */
-    int interval;    /* OffloadHealthCheckInterval, seconds; 0 if unset */
-    const char *uri; /* OffloadHealthCheckURI; NULL if unset */
-} offload_hc;
-
 /* Host states and counters every process sees (see "shared state"). */
 typedef struct offload_shared offload_shared;
-static offload_shared *offload_shm; /* NULL until post_config, or if none */
+
+/*
+ * The server-wide configuration: the health-check settings (directives of
+ * the main server config only) and the shared segment with the host
+ * states. Every virtual host shares the main server's (see
+ * offload_merge_server_conf), so a request reaches it through r->server
+ * and the health checks through the main server. It lives in pconf: each
+ * reading of the configuration starts a fresh one.
+ */
+typedef struct {
+    int hc_enabled;      /* OffloadHealthCheck: 0 or 1 */
+    int hc_interval;     /* OffloadHealthCheckInterval, seconds, or UNSET */
+    const char *hc_uri;  /* OffloadHealthCheckURI; NULL if unset */
+    offload_shared *shm; /* NULL until post_config, or if none */
+} offload_server_conf;
 
 /* Scoreboard dimensions for counting busy workers, set in child_init. */
 static int offload_sb_daemons; /* process slots: ServerLimit */
@@ -173,7 +198,6 @@ static void *offload_create_dir_conf(apr_pool_t *p, char *dir)
 
     (void)dir;
     conf->engine = OFFLOAD_UNSET;
-    conf->debug = OFFLOAD_UNSET;
     conf->redirect_status = OFFLOAD_UNSET;
     conf->select = OFFLOAD_UNSET;
     conf->busy_threshold = OFFLOAD_UNSET;
@@ -212,7 +236,6 @@ static void *offload_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     offload_dir_conf *conf = apr_pcalloc(p, sizeof(*conf));
 
     conf->engine = add->engine != OFFLOAD_UNSET ? add->engine : base->engine;
-    conf->debug = add->debug != OFFLOAD_UNSET ? add->debug : base->debug;
     conf->redirect_status = add->redirect_status != OFFLOAD_UNSET
                                 ? add->redirect_status
                                 : base->redirect_status;
@@ -258,17 +281,48 @@ static int offload_busy_threshold(const offload_dir_conf *conf)
                : OFFLOAD_DEFAULT_BUSY_THRESHOLD;
 }
 
-/* Returns OffloadHealthCheckInterval in seconds, the default if unset. */
-static int offload_hc_interval(void)
+/*
+ * Returns a fresh server configuration from pool p with every value
+ * unset. s is unused: only the main server's is kept.
+ */
+static void *offload_create_server_conf(apr_pool_t *p, server_rec *s)
 {
-    return offload_hc.interval > 0 ? offload_hc.interval
-                                   : OFFLOAD_DEFAULT_HC_INTERVAL;
+    offload_server_conf *sc = apr_pcalloc(p, sizeof(*sc));
+
+    (void)s;
+    sc->hc_interval = OFFLOAD_UNSET;
+    return sc;
+}
+
+/*
+ * Returns basev, the main server's configuration, for a virtual host
+ * (addv is discarded): the health-check settings and the host states are
+ * server-wide, and post_config fills in the shared segment for all.
+ */
+static void *offload_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    (void)p;
+    (void)addv;
+    return basev;
+}
+
+/* Returns the server-wide configuration of s (of any virtual host). */
+static offload_server_conf *offload_server(const server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &offload_module);
+}
+
+/* Returns OffloadHealthCheckInterval in seconds, the default if unset. */
+static int offload_hc_interval(const offload_server_conf *sc)
+{
+    return sc->hc_interval != OFFLOAD_UNSET ? sc->hc_interval
+                                            : OFFLOAD_DEFAULT_HC_INTERVAL;
 }
 
 /* Returns OffloadHealthCheckURI, the default if unset. */
-static const char *offload_hc_uri(void)
+static const char *offload_hc_uri(const offload_server_conf *sc)
 {
-    return offload_hc.uri != NULL ? offload_hc.uri : OFFLOAD_DEFAULT_HC_URI;
+    return sc->hc_uri != NULL ? sc->hc_uri : OFFLOAD_DEFAULT_HC_URI;
 }
 
 /* ---- directive handlers ------------------------------------------------ */
@@ -293,7 +347,7 @@ static int offload_valid_hostname(const char *name)
 {
     size_t n = strlen(name);
 
-    if (n == 0 || n > 255) {
+    if (n == 0 || n > OFFLOAD_MAX_HOSTNAME) {
         return 0;
     }
     if (strchr(name, ':') != NULL) {
@@ -326,6 +380,12 @@ offload_find_target(const char *scheme, const char *hostname, apr_port_t port)
     return NULL;
 }
 
+/* Returns the port of scheme ("http" or "https") when a URL names none. */
+static apr_port_t offload_default_port(const char *scheme)
+{
+    return strcmp(scheme, "https") ? OFFLOAD_HTTP_PORT : OFFLOAD_HTTPS_PORT;
+}
+
 /*
  * Returns the target for scheme://hostname:port: the registered one if it
  * exists, else a new one. A new target is registered (and later resolved)
@@ -336,7 +396,7 @@ static offload_target *offload_get_target(cmd_parms *cmd, const char *scheme,
                                           const char *hostname, apr_port_t port)
 {
     offload_target *t = offload_find_target(scheme, hostname, port);
-    apr_port_t default_port = strcmp(scheme, "https") ? 80 : 443;
+    apr_port_t default_port = offload_default_port(scheme);
     const char *host = hostname;
 
     if (t != NULL) {
@@ -380,7 +440,7 @@ static int offload_word_listed(const char *list, const char *word)
 
 /*
  * Parses a port number text into *port. Returns 0, or -1 if it is not a
- * number from 1 to 65535.
+ * number from 1 to OFFLOAD_MAX_PORT.
  */
 static int offload_parse_port(const char *text, apr_port_t *port)
 {
@@ -392,11 +452,148 @@ static int offload_parse_port(const char *text, apr_port_t *port)
         return -1;
     }
     v = strtol(text, &end, 10);
-    if (v < 1 || v > 65535) {
+    if (v < 1 || v > OFFLOAD_MAX_PORT) {
         return -1;
     }
     *port = (apr_port_t)v;
     return 0;
+}
+
+/*
+ * Parses the OffloadHost URL arg, http[s]://HOST[:PORT][/PREFIX], into
+ * *scheme ("http" or "https"), *hostname, *port (0 if none) and *prefix
+ * ("" or "/...", without trailing slashes), allocated from cmd->pool.
+ * Returns NULL, or an error sentence naming the directive and the value.
+ */
+static const char *offload_parse_host_url(cmd_parms *cmd, const char *arg,
+                                          const char **scheme, char **hostname,
+                                          apr_port_t *port, const char **prefix)
+{
+    apr_uri_t uri;
+    char *p;
+    size_t n;
+
+    if (apr_uri_parse(cmd->temp_pool, arg, &uri) != APR_SUCCESS ||
+        uri.scheme == NULL ||
+        (strcasecmp(uri.scheme, "http") && strcasecmp(uri.scheme, "https")) ||
+        uri.hostname == NULL || uri.user != NULL || uri.password != NULL ||
+        uri.query != NULL || uri.fragment != NULL ||
+        (uri.port_str != NULL && offload_parse_port(uri.port_str, port) != 0)) {
+        return apr_psprintf(cmd->pool,
+                            "OffloadHost: '%s' is not a valid URL "
+                            "(expected http[s]://HOST[:PORT][/PREFIX])",
+                            arg);
+    }
+    *scheme = strcasecmp(uri.scheme, "https") ? "http" : "https";
+    *hostname = uri.hostname;
+    if (uri.path == NULL) {
+        return NULL;
+    }
+    p = apr_pstrdup(cmd->pool, uri.path);
+    n = strlen(p);
+    while (n > 0 && p[n - 1] == '/') {
+        p[--n] = '\0';
+    }
+    if (n > 0 && p[0] != '/') {
+        return apr_psprintf(
+            cmd->pool, "OffloadHost: '%s' has a malformed path prefix", arg);
+    }
+    *prefix = p;
+    return NULL;
+}
+
+/*
+ * Parses the OffloadHost argument arg, a HOST[:PORT] or a URL, into
+ * *scheme, *hostname, *port (the scheme's default if none) and *prefix,
+ * allocated from cmd->pool. Returns NULL, or an error sentence.
+ */
+static const char *offload_parse_host(cmd_parms *cmd, const char *arg,
+                                      const char **scheme, char **hostname,
+                                      apr_port_t *port, const char **prefix)
+{
+    const char *err;
+    char *scope = NULL;
+
+    *scheme = "http";
+    *hostname = NULL;
+    *port = 0;
+    *prefix = "";
+    if (*arg == '\0') {
+        return "OffloadHost: the host is empty";
+    }
+    if (ap_strstr_c(arg, "://") != NULL) {
+        err = offload_parse_host_url(cmd, arg, scheme, hostname, port, prefix);
+        if (err != NULL) {
+            return err;
+        }
+    } else if (apr_parse_addr_port(hostname, &scope, port, arg,
+                                   cmd->temp_pool) != APR_SUCCESS ||
+               *hostname == NULL || scope != NULL ||
+               ap_strchr_c(arg, '/') != NULL) {
+        return apr_psprintf(cmd->pool,
+                            "OffloadHost: '%s' is not a valid host "
+                            "(expected HOST[:PORT] or a URL)",
+                            arg);
+    }
+    if (!offload_valid_hostname(*hostname)) {
+        return apr_psprintf(cmd->pool,
+                            "OffloadHost: '%s' has an invalid host name", arg);
+    }
+    if (*port == 0) {
+        *port = offload_default_port(*scheme);
+    }
+    return NULL;
+}
+
+/*
+ * Parses OffloadHost's optional second argument, weight=N, into *w (1 if
+ * arg is NULL). Returns NULL, or an error sentence.
+ */
+static const char *offload_parse_weight(cmd_parms *cmd, const char *arg, int *w)
+{
+    const size_t skip = sizeof(OFFLOAD_WEIGHT_PREFIX) - 1;
+    const char *v;
+    char *end;
+    long n;
+
+    *w = 1;
+    if (arg == NULL) {
+        return NULL;
+    }
+    if (strncasecmp(arg, OFFLOAD_WEIGHT_PREFIX, skip) != 0) {
+        return apr_psprintf(cmd->pool, "OffloadHost: '%s' is not weight=N",
+                            arg);
+    }
+    v = arg + skip;
+    n = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || n < 1 || n > OFFLOAD_MAX_WEIGHT) {
+        return apr_psprintf(cmd->pool,
+                            "OffloadHost: '%s' is invalid (weight must "
+                            "be a whole number from 1 to %d)",
+                            arg, OFFLOAD_MAX_WEIGHT);
+    }
+    *w = (int)n;
+    return NULL;
+}
+
+/*
+ * Adds weight w to the weights registered target t was declared with, as
+ * the status page lists them ("1,2"), unless it is listed already.
+ * Private targets have no status line and keep none.
+ */
+static void offload_note_weight(cmd_parms *cmd, offload_target *t, int w)
+{
+    const char *wt;
+
+    if (t->index < 0) {
+        return;
+    }
+    wt = apr_itoa(cmd->pool, w);
+    if (t->weights == NULL) {
+        t->weights = wt;
+    } else if (!offload_word_listed(t->weights, wt)) {
+        t->weights = apr_pstrcat(cmd->pool, t->weights, ",", wt, NULL);
+    }
 }
 
 /*
@@ -409,102 +606,24 @@ static const char *offload_cmd_host(cmd_parms *cmd, void *dconf,
 {
     offload_dir_conf *conf = dconf;
     offload_host *h;
-    const char *scheme = "http";
-    const char *prefix = "";
-    char *hostname = NULL;
-    apr_port_t port = 0;
-    int w = 1;
+    const char *scheme, *prefix, *err;
+    char *hostname;
+    apr_port_t port;
+    int w;
 
-    if (*arg == '\0') {
-        return "OffloadHost: the host is empty";
+    err = offload_parse_host(cmd, arg, &scheme, &hostname, &port, &prefix);
+    if (err == NULL) {
+        err = offload_parse_weight(cmd, weight, &w);
     }
-    if (ap_strstr_c(arg, "://") != NULL) {
-        apr_uri_t uri;
-
-        if (apr_uri_parse(cmd->temp_pool, arg, &uri) != APR_SUCCESS ||
-            uri.scheme == NULL ||
-            (strcasecmp(uri.scheme, "http") &&
-             strcasecmp(uri.scheme, "https")) ||
-            uri.hostname == NULL || uri.user != NULL || uri.password != NULL ||
-            uri.query != NULL || uri.fragment != NULL ||
-            (uri.port_str != NULL &&
-             offload_parse_port(uri.port_str, &port) != 0)) {
-            return apr_psprintf(cmd->pool,
-                                "OffloadHost: '%s' is not a valid URL "
-                                "(expected http[s]://HOST[:PORT][/PREFIX])",
-                                arg);
-        }
-        scheme = strcasecmp(uri.scheme, "https") ? "http" : "https";
-        hostname = uri.hostname;
-        if (uri.path != NULL) {
-            char *p = apr_pstrdup(cmd->pool, uri.path);
-            size_t n = strlen(p);
-
-            while (n > 0 && p[n - 1] == '/') {
-                p[--n] = '\0';
-            }
-            if (n > 0 && p[0] != '/') {
-                return apr_psprintf(cmd->pool,
-                                    "OffloadHost: '%s' has a malformed "
-                                    "path prefix",
-                                    arg);
-            }
-            prefix = p;
-        }
-    } else {
-        char *scope = NULL;
-
-        if (apr_parse_addr_port(&hostname, &scope, &port, arg,
-                                cmd->temp_pool) != APR_SUCCESS ||
-            hostname == NULL || scope != NULL ||
-            ap_strchr_c(arg, '/') != NULL) {
-            return apr_psprintf(cmd->pool,
-                                "OffloadHost: '%s' is not a valid host "
-                                "(expected HOST[:PORT] or a URL)",
-                                arg);
-        }
+    if (err != NULL) {
+        return err;
     }
-    if (!offload_valid_hostname(hostname)) {
-        return apr_psprintf(cmd->pool,
-                            "OffloadHost: '%s' has an invalid host name", arg);
-    }
-    if (port == 0) {
-        port = strcmp(scheme, "https") ? 80 : 443;
-    }
-    if (weight != NULL) {
-        const char *v = weight + 7;
-        char *end;
-        long n;
-
-        if (strncasecmp(weight, "weight=", 7) != 0) {
-            return apr_psprintf(cmd->pool, "OffloadHost: '%s' is not weight=N",
-                                weight);
-        }
-        n = strtol(v, &end, 10);
-        if (*v == '\0' || *end != '\0' || n < 1 || n > OFFLOAD_MAX_WEIGHT) {
-            return apr_psprintf(cmd->pool,
-                                "OffloadHost: '%s' is invalid (weight must "
-                                "be a whole number from 1 to %d)",
-                                weight, OFFLOAD_MAX_WEIGHT);
-        }
-        w = (int)n;
-    }
-
     h = apr_pcalloc(cmd->pool, sizeof(*h));
     h->target = offload_get_target(cmd, scheme, hostname, port);
     h->base = apr_pstrcat(cmd->pool, scheme, "://", h->target->authority,
                           prefix, NULL);
     h->weight = w;
-    if (h->target->index >= 0) {
-        const char *wt = apr_itoa(cmd->pool, w);
-
-        if (h->target->weights == NULL) {
-            h->target->weights = wt;
-        } else if (!offload_word_listed(h->target->weights, wt)) {
-            h->target->weights =
-                apr_pstrcat(cmd->pool, h->target->weights, ",", wt, NULL);
-        }
-    }
+    offload_note_weight(cmd, h->target, w);
     APR_ARRAY_PUSH(offload_list(cmd->pool, &conf->hosts), offload_host *) = h;
     return NULL;
 }
@@ -525,15 +644,15 @@ static const char *offload_cmd_min_size(cmd_parms *cmd, void *dconf,
     if (end != arg && *end != '\0' && end[1] == '\0') {
         switch (apr_toupper(*end)) {
         case 'K':
-            unit = 1024;
+            unit = OFFLOAD_KIB;
             end++;
             break;
         case 'M':
-            unit = 1024 * 1024;
+            unit = OFFLOAD_KIB * OFFLOAD_KIB;
             end++;
             break;
         case 'G':
-            unit = 1024 * 1024 * 1024;
+            unit = OFFLOAD_KIB * OFFLOAD_KIB * OFFLOAD_KIB;
             end++;
             break;
         }
@@ -683,7 +802,7 @@ static const char *offload_cmd_hc(cmd_parms *cmd, void *dconf, int flag)
     if (err != NULL) {
         return err;
     }
-    offload_hc.enabled = flag;
+    offload_server(cmd->server)->hc_enabled = flag;
     return NULL;
 }
 
@@ -710,14 +829,14 @@ static const char *offload_cmd_hc_interval(cmd_parms *cmd, void *dconf,
                             "(use a whole number of seconds from 1 to %d)",
                             arg, OFFLOAD_HC_MAX_INTERVAL);
     }
-    offload_hc.interval = (int)n;
+    offload_server(cmd->server)->hc_interval = (int)n;
     return NULL;
 }
 
 /*
  * OffloadHealthCheckURI PATH, in the server config only: an absolute path
- * of printable characters without spaces. Returns NULL, or an error
- * sentence.
+ * of printable characters without spaces, at most OFFLOAD_HC_MAX_URI of
+ * them. Returns NULL, or an error sentence.
  */
 static const char *offload_cmd_hc_uri(cmd_parms *cmd, void *dconf,
                                       const char *arg)
@@ -734,17 +853,21 @@ static const char *offload_cmd_hc_uri(cmd_parms *cmd, void *dconf,
             break;
         }
     }
-    if (arg[0] != '/' || *c != '\0' || c - arg > 1024) {
+    if (arg[0] != '/' || *c != '\0' || c - arg > OFFLOAD_HC_MAX_URI) {
         return apr_psprintf(cmd->pool,
                             "OffloadHealthCheckURI: '%s' is not allowed (use "
                             "an absolute path such as /offload-status)",
                             arg);
     }
-    offload_hc.uri = apr_pstrdup(cmd->pool, arg);
+    offload_server(cmd->server)->hc_uri = apr_pstrdup(cmd->pool, arg);
     return NULL;
 }
 
 /* ---- host selection ---------------------------------------------------- */
+
+/* Bits of a rendezvous key: a double's mantissa holds them exactly. */
+#define OFFLOAD_KEY_BITS 53
+#define OFFLOAD_KEY_SCALE 9007199254740992.0 /* 2^OFFLOAD_KEY_BITS */
 
 /*
  * Returns -ln(u) for u = (x + 0.5) / 2^53, with x < 2^53: an exponentially
@@ -752,7 +875,7 @@ static const char *offload_cmd_hc_uri(cmd_parms *cmd, void *dconf,
  */
 static double offload_neg_ln(apr_uint64_t x)
 {
-    return -log(((double)x + 0.5) / 9007199254740992.0);
+    return -log(((double)x + 0.5) / OFFLOAD_KEY_SCALE);
 }
 
 /*
@@ -772,19 +895,19 @@ static apr_uint64_t offload_hash(const offload_host *h, const char *path)
     apr_md5_update(&ctx, "\n", 1);
     apr_md5_update(&ctx, path, strlen(path));
     apr_md5_final(digest, &ctx);
-    for (i = 0; i < 8; i++) {
+    for (i = 0; i < (int)sizeof(x); i++) {
         x = (x << 8) | digest[i];
     }
-    return x >> 11;
+    return x >> (64 - OFFLOAD_KEY_BITS);
 }
 
 /*
  * Fills order[0..n-1] with the n hosts in a weighted rotation that moves
  * one turn per call in this process: weight=N gives a host N turns in a
- * row. Returns n.
+ * row.
  */
-static int offload_rank_rotation(offload_host **hosts, int n,
-                                 offload_host **order)
+static void offload_rank_rotation(offload_host **hosts, int n,
+                                  offload_host **order)
 {
     apr_uint32_t total = 0, turn;
     int start = 0, i;
@@ -800,17 +923,16 @@ static int offload_rank_rotation(offload_host **hosts, int n,
     for (i = 0; i < n; i++) {
         order[i] = hosts[(start + i) % n];
     }
-    return n;
 }
 
 /*
  * Fills order[0..n-1] with the n hosts by descending rendezvous score
  * weight / -ln(u), u from the hash of the host and path (random: from
  * random bytes); ties keep declaration order. score is scratch space for
- * n doubles. Returns n.
+ * n doubles.
  */
-static int offload_rank_scores(offload_host **hosts, int n, const char *path,
-                               int random, double *score, offload_host **order)
+static void offload_rank_scores(offload_host **hosts, int n, const char *path,
+                                int random, double *score, offload_host **order)
 {
     int i, j;
 
@@ -820,7 +942,7 @@ static int offload_rank_scores(offload_host **hosts, int n, const char *path,
 
         if (random) {
             ap_random_insecure_bytes(&x, sizeof(x));
-            x >>= 11;
+            x >>= 64 - OFFLOAD_KEY_BITS;
         } else {
             x = offload_hash(hosts[i], path);
         }
@@ -833,34 +955,37 @@ static int offload_rank_scores(offload_host **hosts, int n, const char *path,
         order[j] = hosts[i];
         score[j] = s;
     }
-    return n;
 }
 
 /*
- * Fills order[0..n-1] (n = conf->hosts->nelts, at least 1) with the hosts
- * in the order they should be tried for request r, best first, as
- * OffloadSelect says: hash (rendezvous hashing of r->uri), random or
- * roundrobin. Returns n. Scratch memory comes from r->pool. A health
- * check only has to skip the unusable hosts in this order.
+ * Returns the n = conf->hosts->nelts (at least 1) hosts in the order they
+ * should be tried for request r, best first, as OffloadSelect says: hash
+ * (rendezvous hashing of r->uri), random or roundrobin; sets *n. The
+ * array and scratch memory come from r->pool. A health check only has to
+ * skip the unusable hosts in this order.
  */
-static int offload_rank_hosts(request_rec *r, const offload_dir_conf *conf,
-                              offload_host **order)
+static offload_host **offload_rank_hosts(request_rec *r,
+                                         const offload_dir_conf *conf, int *n)
 {
-    int n = conf->hosts->nelts;
     offload_host **hosts = (offload_host **)conf->hosts->elts;
+    offload_host **order;
 
+    *n = conf->hosts->nelts;
+    order = apr_palloc(r->pool, *n * sizeof(*order));
     switch (conf->select) {
     case OFFLOAD_SELECT_ROUNDROBIN:
-        return offload_rank_rotation(hosts, n, order);
+        offload_rank_rotation(hosts, *n, order);
+        break;
     case OFFLOAD_SELECT_RANDOM:
-        return offload_rank_scores(hosts, n, r->uri, 1,
-                                   apr_palloc(r->pool, n * sizeof(double)),
-                                   order);
+        offload_rank_scores(hosts, *n, r->uri, 1,
+                            apr_palloc(r->pool, *n * sizeof(double)), order);
+        break;
     default: /* OFFLOAD_SELECT_HASH, the default when unset */
-        return offload_rank_scores(hosts, n, r->uri, 0,
-                                   apr_palloc(r->pool, n * sizeof(double)),
-                                   order);
+        offload_rank_scores(hosts, *n, r->uri, 0,
+                            apr_palloc(r->pool, *n * sizeof(double)), order);
+        break;
     }
+    return order;
 }
 
 /* ---- shared state ------------------------------------------------------ */
@@ -878,17 +1003,26 @@ static int offload_rank_hosts(request_rec *r, const offload_dir_conf *conf,
  */
 
 #define OFFLOAD_SHM_MAGIC 0x6f666c31 /* "ofl1", with the layout below */
-#define OFFLOAD_MAX_RULES 32         /* room for offload_rules[] */
+#define OFFLOAD_MAX_RULES 32         /* room for OFFLOAD_NRULES */
 #define OFFLOAD_RULE_NAME 24         /* longest rule name, with its NUL */
 #define OFFLOAD_KEY_SIZE 320         /* "scheme://authority", with NUL */
 
-#define OFFLOAD_STATE_UNKNOWN 0 /* not checked yet: used */
-#define OFFLOAD_STATE_UP 1      /* passed its last check: used */
-#define OFFLOAD_STATE_DOWN 2    /* failed its last check: skipped */
+/* A host's health, as its last check left it. */
+typedef enum {
+    OFFLOAD_STATE_UNKNOWN, /* not checked yet: used */
+    OFFLOAD_STATE_UP,      /* passed its last check: used */
+    OFFLOAD_STATE_DOWN     /* failed its last check: skipped */
+} offload_state;
+
+/* Their names on the status page, by offload_state. */
+static const char *const offload_state_names[] = {"unknown", "up", "down"};
+
+/* Bytes for the text of an apr_status_t on the status page. */
+#define OFFLOAD_ERROR_TEXT 120
 
 typedef struct {
     char key[OFFLOAD_KEY_SIZE];        /* scheme://authority */
-    volatile apr_uint32_t state;       /* OFFLOAD_STATE_* */
+    volatile apr_uint32_t state;       /* offload_state */
     volatile apr_uint32_t last_status; /* HTTP status of the last check */
     volatile apr_uint32_t last_error;  /* apr_status_t; 0 if none */
     apr_uint32_t unused;
@@ -911,14 +1045,18 @@ struct offload_shared {
     offload_slot slot[];
 };
 
-/* Returns target t's shared slot, or NULL (private target, no segment). */
-static offload_slot *offload_slot_of(const offload_target *t)
+/*
+ * Returns target t's slot in the shared segment of sc, or NULL (private
+ * target, no segment).
+ */
+static offload_slot *offload_slot_of(const offload_server_conf *sc,
+                                     const offload_target *t)
 {
-    if (offload_shm == NULL || t->index < 0 ||
-        (apr_uint32_t)t->index >= offload_shm->nslots) {
+    if (sc->shm == NULL || t->index < 0 ||
+        (apr_uint32_t)t->index >= sc->shm->nslots) {
         return NULL;
     }
-    return &offload_shm->slot[t->index];
+    return &sc->shm->slot[t->index];
 }
 
 /*
@@ -926,25 +1064,27 @@ static offload_slot *offload_slot_of(const offload_target *t)
  * has none (an .htaccess-only host), or it has not failed its last one.
  * Costs one shared-memory read.
  */
-static int offload_usable(const offload_target *t)
+static int offload_usable(const offload_server_conf *sc,
+                          const offload_target *t)
 {
     offload_slot *slot;
 
-    if (!offload_hc.enabled || (slot = offload_slot_of(t)) == NULL) {
+    if (!sc->hc_enabled || (slot = offload_slot_of(sc, t)) == NULL) {
         return 1;
     }
     return apr_atomic_read32(&slot->state) != OFFLOAD_STATE_DOWN;
 }
 
-/* Counts one redirect to target t. */
-static void offload_count_redirect(const offload_target *t)
+/* Counts one redirect to target t in the shared segment of sc, if any. */
+static void offload_count_redirect(const offload_server_conf *sc,
+                                   const offload_target *t)
 {
-    offload_slot *slot = offload_slot_of(t);
+    offload_slot *slot = offload_slot_of(sc, t);
 
     if (slot != NULL) {
         apr_atomic_inc64(&slot->redirects);
-    } else if (offload_shm != NULL) {
-        apr_atomic_inc64(&offload_shm->redirects_private);
+    } else if (sc->shm != NULL) {
+        apr_atomic_inc64(&sc->shm->redirects_private);
     }
 }
 
@@ -964,17 +1104,18 @@ static void offload_slot_read(offload_slot *slot, offload_slot *copy)
     copy->redirects = apr_atomic_read64(&slot->redirects);
 }
 
-/* Returns the name of an OFFLOAD_STATE_* value. */
-static const char *offload_state_name(apr_uint32_t state)
+/*
+ * Returns the name of the state a slot copy holds for the status page:
+ * "unchecked" without health checks, else the offload_state's name.
+ */
+static const char *offload_state_name(const offload_server_conf *sc,
+                                      const offload_slot *slot)
 {
-    switch (state) {
-    case OFFLOAD_STATE_UP:
-        return "up";
-    case OFFLOAD_STATE_DOWN:
-        return "down";
-    default:
-        return "unknown";
+    if (!sc->hc_enabled) {
+        return "unchecked";
     }
+    return slot->state <= OFFLOAD_STATE_DOWN ? offload_state_names[slot->state]
+                                             : "unknown";
 }
 
 /* ---- busy workers ------------------------------------------------------ */
@@ -1030,60 +1171,79 @@ static int offload_busy_workers(request_rec *r, int enough)
 /* ---- health checks ----------------------------------------------------- */
 
 /*
- * Checks target t once: connects to the first of its addresses that
- * accepts, sends "GET <OffloadHealthCheckURI>" and reads the status line.
- * For https targets the check is the connection alone (no TLS here).
- * Each step waits at most timeout. Sets *status to the HTTP status (0 if
- * none) and *rv to the last error (APR_SUCCESS if none). Returns NULL if
- * the host is healthy (a 2xx, or an https connection), else a short reason
- * allocated from p. The socket is closed before returning.
+ * Connects a new socket from p to the first address of target t that
+ * accepts within timeout, resolving its name again if it did not resolve
+ * at start-up. Returns the socket, or NULL with *rv set to the last error
+ * and *why to the reason.
  */
-static const char *offload_check_target(const offload_target *t,
+static apr_socket_t *offload_hc_connect(const offload_target *t,
                                         apr_interval_time_t timeout,
-                                        int *status, apr_status_t *rv,
+                                        apr_status_t *rv, const char **why,
                                         apr_pool_t *p)
 {
     apr_sockaddr_t *addrs = t->addrs, *sa;
-    apr_socket_t *sock = NULL;
-    char buf[OFFLOAD_HC_MAX_STATUS_LINE + 1];
-    const char *req, *why = NULL;
-    apr_size_t len = 0, n;
-    char *eol = NULL;
+    apr_socket_t *sock;
 
-    *status = 0;
-    *rv = APR_SUCCESS;
-    if (addrs == NULL) { /* did not resolve at start-up: try again */
+    if (addrs == NULL) {
         *rv = apr_sockaddr_info_get(&addrs, t->hostname, APR_UNSPEC, t->port, 0,
                                     p);
         if (*rv != APR_SUCCESS) {
-            return "the name does not resolve";
+            *why = "the name does not resolve";
+            return NULL;
         }
     }
     for (sa = addrs; sa != NULL; sa = sa->next) {
         *rv =
             apr_socket_create(&sock, sa->family, SOCK_STREAM, APR_PROTO_TCP, p);
         if (*rv != APR_SUCCESS) {
-            sock = NULL;
             continue;
         }
         apr_socket_timeout_set(sock, timeout);
         *rv = apr_socket_connect(sock, sa);
         if (*rv == APR_SUCCESS) {
-            break;
+            return sock;
         }
         apr_socket_close(sock);
-        sock = NULL;
     }
-    if (sock == NULL) {
-        return "cannot connect";
-    }
-    if (!strcmp(t->scheme, "https")) {
-        apr_socket_close(sock);
-        return NULL;
-    }
+    *why = "cannot connect";
+    return NULL;
+}
 
-    req = apr_pstrcat(p, "GET ", offload_hc_uri(),
-                      " HTTP/1.0\r\nHost: ", t->authority,
+/*
+ * Returns the status code of an HTTP/1.x status line ("HTTP/1.1 200 OK"),
+ * or -1 if line does not start with one.
+ */
+static int offload_status_code(const char *line)
+{
+    static const char version[] = "HTTP/1.";
+    const char *c = line + sizeof(version) - 1;
+
+    if (strncmp(line, version, sizeof(version) - 1) != 0 ||
+        !apr_isdigit(c[0]) || c[1] != ' ' || !apr_isdigit(c[2]) ||
+        !apr_isdigit(c[3]) || !apr_isdigit(c[4]) ||
+        (c[5] != ' ' && c[5] != '\r' && c[5] != '\n')) {
+        return -1;
+    }
+    return (c[2] - '0') * 100 + (c[3] - '0') * 10 + (c[4] - '0');
+}
+
+/*
+ * Sends "GET <uri>" for target t on the connected sock and reads at most
+ * OFFLOAD_HC_MAX_STATUS_LINE bytes, enough for the status line (the rest
+ * of the answer is left unread). Sets *status to its code (0 if none) and
+ * *rv to the last error. Returns NULL for a 2xx, else a short reason
+ * allocated from p.
+ */
+static const char *offload_hc_ask(apr_socket_t *sock, const offload_target *t,
+                                  const char *uri, int *status,
+                                  apr_status_t *rv, apr_pool_t *p)
+{
+    char buf[OFFLOAD_HC_MAX_STATUS_LINE + 1];
+    const char *req;
+    apr_size_t len = 0, n;
+    int code;
+
+    req = apr_pstrcat(p, "GET ", uri, " HTTP/1.0\r\nHost: ", t->authority,
                       "\r\nUser-Agent: mod_offload/" OFFLOAD_VERSION
                       " (health check)\r\nAccept: text/plain\r\n"
                       "Connection: close\r\n\r\n",
@@ -1093,34 +1253,99 @@ static const char *offload_check_target(const offload_target *t,
     if (*rv == APR_SUCCESS && n != strlen(req)) {
         *rv = APR_EGENERAL;
     }
-    /* the status line only: bounded, and the rest of the answer is unread */
-    while (*rv == APR_SUCCESS && eol == NULL &&
+    buf[0] = '\0';
+    while (*rv == APR_SUCCESS && memchr(buf, '\n', len) == NULL &&
            len < OFFLOAD_HC_MAX_STATUS_LINE) {
         n = OFFLOAD_HC_MAX_STATUS_LINE - len;
         *rv = apr_socket_recv(sock, buf + len, &n);
         len += n;
         buf[len] = '\0';
-        eol = memchr(buf, '\n', len);
         if (*rv == APR_EOF) {
             *rv = APR_SUCCESS;
             break;
         }
     }
-    apr_socket_close(sock);
     if (*rv != APR_SUCCESS) {
         return "no answer";
     }
-    if (eol == NULL || strncmp(buf, "HTTP/1.", 7) != 0 ||
-        !apr_isdigit(buf[7]) || buf[8] != ' ' || !apr_isdigit(buf[9]) ||
-        !apr_isdigit(buf[10]) || !apr_isdigit(buf[11]) ||
-        (buf[12] != ' ' && buf[12] != '\r' && buf[12] != '\n')) {
+    code = memchr(buf, '\n', len) != NULL ? offload_status_code(buf) : -1;
+    if (code < 0) {
         return "malformed status line";
     }
-    *status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
-    if (*status < 200 || *status > 299) {
-        why = apr_psprintf(p, "status %d", *status);
+    *status = code;
+    if (*status < HTTP_OK || *status >= HTTP_MULTIPLE_CHOICES) {
+        return apr_psprintf(p, "status %d", *status);
     }
+    return NULL;
+}
+
+/*
+ * Checks target t once: connects to the first of its addresses that
+ * accepts, sends "GET <OffloadHealthCheckURI of sc>" and reads the status
+ * line. For https targets the check is the connection alone (no TLS
+ * here). Each step waits at most timeout. Sets *status to the HTTP status
+ * (0 if none) and *rv to the last error (APR_SUCCESS if none). Returns
+ * NULL if the host is healthy (a 2xx, or an https connection), else a
+ * short reason allocated from p. The socket is closed before returning.
+ */
+static const char *offload_check_target(const offload_server_conf *sc,
+                                        const offload_target *t,
+                                        apr_interval_time_t timeout,
+                                        int *status, apr_status_t *rv,
+                                        apr_pool_t *p)
+{
+    apr_socket_t *sock;
+    const char *why = NULL;
+
+    *status = 0;
+    *rv = APR_SUCCESS;
+    sock = offload_hc_connect(t, timeout, rv, &why, p);
+    if (sock == NULL) {
+        return why;
+    }
+    if (strcmp(t->scheme, "https") != 0) {
+        why = offload_hc_ask(sock, t, offload_hc_uri(sc), status, rv, p);
+    }
+    apr_socket_close(sock);
     return why;
+}
+
+/*
+ * Records in slot the result of one check of target t (why NULL for a
+ * pass, else the reason; status and rv as offload_check_target set them)
+ * and logs a change of state at notice level on server s.
+ */
+static void offload_record_check(server_rec *s, const offload_target *t,
+                                 offload_slot *slot, const char *why,
+                                 int status, apr_status_t rv)
+{
+    offload_state state = why == NULL ? OFFLOAD_STATE_UP : OFFLOAD_STATE_DOWN;
+    apr_uint32_t old;
+
+    apr_atomic_set32(&slot->last_status, (apr_uint32_t)status);
+    apr_atomic_set32(&slot->last_error, (apr_uint32_t)rv);
+    apr_atomic_set64(&slot->last_check, (apr_uint64_t)apr_time_now());
+    apr_atomic_inc64(&slot->checks);
+    if (why != NULL) {
+        apr_atomic_inc64(&slot->failures);
+    }
+    old = apr_atomic_xchg32(&slot->state, (apr_uint32_t)state);
+    if (old == (apr_uint32_t)state) {
+        return;
+    }
+    apr_atomic_set64(&slot->last_change, (apr_uint64_t)apr_time_now());
+    if (why != NULL) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, rv, s,
+                     "offload: OffloadHost %s://%s failed its health "
+                     "check (%s): skipped until it passes",
+                     t->scheme, t->authority, why);
+    } else {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                     "offload: OffloadHost %s://%s passed its health "
+                     "check: %s",
+                     t->scheme, t->authority,
+                     old == OFFLOAD_STATE_DOWN ? "in use again" : "in use");
+    }
 }
 
 /*
@@ -1130,15 +1355,15 @@ static const char *offload_check_target(const offload_target *t,
  */
 static void offload_check_all(server_rec *s, apr_pool_t *p)
 {
+    const offload_server_conf *sc = offload_server(s);
+    int interval = offload_hc_interval(sc);
     apr_interval_time_t timeout = apr_time_from_sec(
-        offload_hc_interval() < OFFLOAD_HC_TIMEOUT ? offload_hc_interval()
-                                                   : OFFLOAD_HC_TIMEOUT);
+        interval < OFFLOAD_HC_TIMEOUT ? interval : OFFLOAD_HC_TIMEOUT);
     int i;
 
     for (i = 0; i < offload_targets->nelts; i++) {
         offload_target *t = APR_ARRAY_IDX(offload_targets, i, offload_target *);
-        offload_slot *slot = offload_slot_of(t);
-        apr_uint32_t state, old;
+        offload_slot *slot = offload_slot_of(sc, t);
         apr_status_t rv;
         const char *why;
         int status;
@@ -1148,32 +1373,8 @@ static void offload_check_all(server_rec *s, apr_pool_t *p)
             continue;
         }
         apr_pool_create(&tp, p);
-        why = offload_check_target(t, timeout, &status, &rv, tp);
-        state = why == NULL ? OFFLOAD_STATE_UP : OFFLOAD_STATE_DOWN;
-        apr_atomic_set32(&slot->last_status, (apr_uint32_t)status);
-        apr_atomic_set32(&slot->last_error, (apr_uint32_t)rv);
-        apr_atomic_set64(&slot->last_check, (apr_uint64_t)apr_time_now());
-        apr_atomic_inc64(&slot->checks);
-        if (why != NULL) {
-            apr_atomic_inc64(&slot->failures);
-        }
-        old = apr_atomic_xchg32(&slot->state, state);
-        if (old != state) {
-            apr_atomic_set64(&slot->last_change, (apr_uint64_t)apr_time_now());
-            if (why != NULL) {
-                ap_log_error(APLOG_MARK, APLOG_NOTICE, rv, s,
-                             "offload: OffloadHost %s://%s failed its health "
-                             "check (%s): skipped until it passes",
-                             t->scheme, t->authority, why);
-            } else {
-                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
-                             "offload: OffloadHost %s://%s passed its health "
-                             "check: %s",
-                             t->scheme, t->authority,
-                             old == OFFLOAD_STATE_DOWN ? "in use again"
-                                                       : "in use");
-            }
-        }
+        why = offload_check_target(sc, t, timeout, &status, &rv, tp);
+        offload_record_check(s, t, slot, why, status, rv);
         apr_pool_destroy(tp);
     }
 }
@@ -1197,7 +1398,8 @@ static apr_status_t offload_hc_callback(int state, void *data, apr_pool_t *pool)
 /*
  * Each predicate returns NULL when the request passes its rule, or a short
  * detail for the debug log when the rule declines the request. The rule's
- * name (offload_rules below) becomes the "offload-declined" note.
+ * name (offload_file_rules and offload_request_rules below) becomes the
+ * "offload-declined" note.
  */
 typedef const char *(*offload_predicate)(request_rec *r,
                                          const offload_dir_conf *conf);
@@ -1483,12 +1685,12 @@ static const char *offload_auth(request_rec *r, const offload_dir_conf *conf)
 static const char *offload_no_healthy_host(request_rec *r,
                                            const offload_dir_conf *conf)
 {
+    const offload_server_conf *sc = offload_server(r->server);
     int i;
 
-    (void)r;
     for (i = 0; i < conf->hosts->nelts; i++) {
         if (offload_usable(
-                APR_ARRAY_IDX(conf->hosts, i, offload_host *)->target)) {
+                sc, APR_ARRAY_IDX(conf->hosts, i, offload_host *)->target)) {
             return NULL;
         }
     }
@@ -1513,40 +1715,92 @@ static const char *offload_not_busy(request_rec *r,
     return busy >= n ? NULL : apr_psprintf(r->pool, "%d busy < %d", busy, n);
 }
 
-/* offload_rules[].flags: a rule about the file itself ... */
-#define OFFLOAD_RULE_FILE 1
-/* ... and a rule whose refusal still leaves the file offloadable, so that
- * OffloadLinkHeaders names the hosts when the file rules after it hold. */
-#define OFFLOAD_RULE_LINK 2
-
-/* The decision: every rule in order; the first that declines wins. */
-static const struct {
+/* One rule of the decision: its name, the "offload-declined" note. */
+typedef struct {
     const char *name;
     offload_predicate declines;
-    int flags;
-} offload_rules[] = {
-    {"engine-off", offload_engine_off, 0},
-    {"no-host", offload_no_host, 0},
-    {"method", offload_method, OFFLOAD_RULE_LINK},
-    {"query", offload_query, 0},
-    {"error-document", offload_error_document, 0},
-    {"bypass-header", offload_bypass_header, 0},
-    {"from-offload-host", offload_from_offload_host, 0},
-    {"handler", offload_handler, OFFLOAD_RULE_FILE},
-    {"not-file", offload_not_file, OFFLOAD_RULE_FILE},
-    {"path-info", offload_path_info, OFFLOAD_RULE_FILE},
-    {"size", offload_size, OFFLOAD_RULE_FILE},
-    {"mime-type", offload_mime_type, OFFLOAD_RULE_FILE},
-    {"user-agent", offload_user_agent, OFFLOAD_RULE_LINK},
-    {"address", offload_address, OFFLOAD_RULE_LINK},
-    {"auth", offload_auth, OFFLOAD_RULE_FILE},
-    {"no-healthy-host", offload_no_healthy_host, OFFLOAD_RULE_LINK},
-    {"not-busy", offload_not_busy, OFFLOAD_RULE_LINK},
+} offload_rule;
+
+/*
+ * The file rules, "may this file be offloaded?": the section offloads,
+ * the URL names a plain static file that anybody may fetch, and it is
+ * not the offload host's own fetch of it. A refusal here is final.
+ */
+static const offload_rule offload_file_rules[] = {
+    {"engine-off", offload_engine_off},
+    {"no-host", offload_no_host},
+    {"query", offload_query},
+    {"error-document", offload_error_document},
+    {"bypass-header", offload_bypass_header},
+    {"from-offload-host", offload_from_offload_host},
+    {"handler", offload_handler},
+    {"not-file", offload_not_file},
+    {"path-info", offload_path_info},
+    {"size", offload_size},
+    {"mime-type", offload_mime_type},
+    {"auth", offload_auth},
 };
 
-#define OFFLOAD_NRULES ((int)(sizeof(offload_rules) / sizeof(offload_rules[0])))
+/*
+ * The request rules, "should this request go now?": the method, the
+ * client and the moment. A refusal here leaves the file offloadable, so
+ * OffloadLinkHeaders names the hosts in the answer served here.
+ */
+static const offload_rule offload_request_rules[] = {
+    {"method", offload_method},
+    {"user-agent", offload_user_agent},
+    {"address", offload_address},
+    {"no-healthy-host", offload_no_healthy_host},
+    {"not-busy", offload_not_busy},
+};
+
+#define OFFLOAD_NFILE_RULES                                                    \
+    ((int)(sizeof(offload_file_rules) / sizeof(offload_file_rules[0])))
+#define OFFLOAD_NREQUEST_RULES                                                 \
+    ((int)(sizeof(offload_request_rules) / sizeof(offload_request_rules[0])))
+/* Every rule, numbered file rules first: the decline counters' order. */
+#define OFFLOAD_NRULES (OFFLOAD_NFILE_RULES + OFFLOAD_NREQUEST_RULES)
+
+/* Returns rule number i (0 .. OFFLOAD_NRULES - 1), file rules first. */
+static const offload_rule *offload_rule_at(int i)
+{
+    if (i < OFFLOAD_NFILE_RULES) {
+        return &offload_file_rules[i];
+    }
+    return &offload_request_rules[i - OFFLOAD_NFILE_RULES];
+}
 
 /* ---- hooks ------------------------------------------------------------- */
+
+/*
+ * Runs the n rules of one phase for r in order, the first numbered first
+ * among all rules, and stops at the first that declines: sets the
+ * "offload-declined" note to its name, counts it in the shared segment
+ * of sc and logs why at debug level. Returns 1 if a rule declined, 0 if
+ * every one holds.
+ */
+static int offload_declined(request_rec *r, const offload_dir_conf *conf,
+                            const offload_server_conf *sc,
+                            const offload_rule *rules, int n, int first)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        const char *why = rules[i].declines(r, conf);
+
+        if (why != NULL) {
+            apr_table_setn(r->notes, "offload-declined", rules[i].name);
+            if (sc->shm != NULL) {
+                apr_atomic_inc64(&sc->shm->declines[first + i]);
+            }
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                          "offload: declined %s: %s (%s)", r->uri,
+                          rules[i].name, why);
+            return 1;
+        }
+    }
+    return 0;
+}
 
 /*
  * Returns the path of r as the client sent it, still percent-encoded:
@@ -1567,48 +1821,23 @@ static const char *offload_raw_path(request_rec *r)
 }
 
 /*
- * Returns the level for the per-request decision line: APLOG_DEBUG, or
- * APLOG_NOTICE under OffloadDebug On so that it shows with the default
- * LogLevel.
- */
-static int offload_log_level(const offload_dir_conf *conf)
-{
-    return conf->debug == 1 ? APLOG_NOTICE : APLOG_DEBUG;
-}
-
-/*
- * fixups hook, run last: by now authentication, authorization, the type
- * checker and the other fixups (mod_dir, mod_negotiation) have settled
- * r->handler, r->content_type and r->finfo. Returns DECLINED (Apache
- * serves the request) or the redirect status with Location set.
- */
-/*
  * Adds to r's response one RFC 6249 "Link: <URL>; rel=duplicate; pri=N"
- * per usable host, best first, for a request the base serves itself that
- * was declined by rule number declined, if OffloadLinkHeaders is On, the
- * method is GET or HEAD, that rule leaves the file offloadable and the
- * file rules after it hold.
+ * per usable host, best first, for a request that passed the file rules
+ * and was declined by a request rule, if OffloadLinkHeaders is On and the
+ * method is GET or HEAD.
  */
 static void offload_link_headers(request_rec *r, const offload_dir_conf *conf,
-                                 int declined)
+                                 const offload_server_conf *sc)
 {
     offload_host **order;
     int i, j, n, pri = 1;
 
-    if (conf->link_headers != 1 || r->method_number != M_GET ||
-        !(offload_rules[declined].flags & OFFLOAD_RULE_LINK)) {
+    if (conf->link_headers != 1 || r->method_number != M_GET) {
         return;
     }
-    for (i = declined + 1; i < OFFLOAD_NRULES; i++) {
-        if ((offload_rules[i].flags & OFFLOAD_RULE_FILE) &&
-            offload_rules[i].declines(r, conf) != NULL) {
-            return;
-        }
-    }
-    order = apr_palloc(r->pool, conf->hosts->nelts * sizeof(*order));
-    n = offload_rank_hosts(r, conf, order);
+    order = offload_rank_hosts(r, conf, &n);
     for (i = 0; i < n; i++) {
-        if (!offload_usable(order[i]->target)) {
+        if (!offload_usable(sc, order[i]->target)) {
             continue;
         }
         for (j = 0; j < i && strcmp(order[j]->base, order[i]->base); j++) {
@@ -1624,20 +1853,42 @@ static void offload_link_headers(request_rec *r, const offload_dir_conf *conf,
 }
 
 /*
+ * Sends r to the first usable host in its ranking (the last one if none
+ * is: the request rules let it through only if one was a moment ago):
+ * sets Location and the "offload-host" note and counts the redirect.
+ * Returns the OffloadRedirectStatus.
+ */
+static int offload_redirect(request_rec *r, const offload_dir_conf *conf,
+                            const offload_server_conf *sc)
+{
+    offload_host **order;
+    const char *location;
+    int i, n;
+
+    order = offload_rank_hosts(r, conf, &n);
+    for (i = 0; i < n - 1 && !offload_usable(sc, order[i]->target); i++) {
+    }
+    location = apr_pstrcat(r->pool, order[i]->base, offload_raw_path(r), NULL);
+    offload_count_redirect(sc, order[i]->target);
+    apr_table_setn(r->notes, "offload-host", order[i]->base);
+    apr_table_setn(r->headers_out, "Location", location);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "offload: %s -> %s", r->uri,
+                  location);
+    return offload_redirect_status(conf);
+}
+
+/*
  * fixups hook, run last: by now authentication, authorization, the type
  * checker and the other fixups (mod_dir, mod_negotiation) have settled
  * r->handler, r->content_type and r->finfo. Returns DECLINED (Apache
- * serves the request) or the redirect status with Location set; the
- * first usable host in the ranking gets the client.
+ * serves the request), HTTP_FORBIDDEN for an offload host's fetch of what
+ * is not public, or the redirect status with Location set.
  */
 static int offload_fixups(request_rec *r)
 {
     const offload_dir_conf *conf =
         ap_get_module_config(r->per_dir_config, &offload_module);
-    int level = offload_log_level(conf);
-    offload_host **order;
-    const char *location;
-    int i, n;
+    const offload_server_conf *sc = offload_server(r->server);
 
     if (r->main != NULL) {
         return DECLINED;
@@ -1647,61 +1898,122 @@ static int offload_fixups(request_rec *r)
      * when the offload host's own address passes a Require ip. */
     if (apr_table_get(r->headers_in, OFFLOAD_BYPASS_HEADER) != NULL &&
         r->user == NULL && !offload_is_public(r)) {
-        ap_log_rerror(APLOG_MARK, level, 0, r,
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                       "offload: %s is not public: refused to the offload "
-                      "host", r->uri);
+                      "host",
+                      r->uri);
         return HTTP_FORBIDDEN;
     }
-    for (i = 0; i < OFFLOAD_NRULES; i++) {
-        const char *why = offload_rules[i].declines(r, conf);
-
-        if (why != NULL) {
-            apr_table_setn(r->notes, "offload-declined", offload_rules[i].name);
-            if (offload_shm != NULL) {
-                apr_atomic_inc64(&offload_shm->declines[i]);
-            }
-            ap_log_rerror(APLOG_MARK, level, 0, r,
-                          "offload: declined %s: %s (%s)", r->uri,
-                          offload_rules[i].name, why);
-            if (offload_rules[i].flags & OFFLOAD_RULE_LINK) {
-                offload_link_headers(r, conf, i);
-            }
-            return DECLINED;
-        }
+    if (offload_declined(r, conf, sc, offload_file_rules, OFFLOAD_NFILE_RULES,
+                         0)) {
+        return DECLINED;
     }
-
-    order = apr_palloc(r->pool, conf->hosts->nelts * sizeof(*order));
-    n = offload_rank_hosts(r, conf, order);
-    for (i = 0; i < n - 1 && !offload_usable(order[i]->target); i++) {
+    if (offload_declined(r, conf, sc, offload_request_rules,
+                         OFFLOAD_NREQUEST_RULES, OFFLOAD_NFILE_RULES)) {
+        offload_link_headers(r, conf, sc);
+        return DECLINED;
     }
-    location = apr_pstrcat(r->pool, order[i]->base, offload_raw_path(r), NULL);
-    offload_count_redirect(order[i]->target);
-    apr_table_setn(r->notes, "offload-host", order[i]->base);
-    apr_table_setn(r->headers_out, "Location", location);
-    ap_log_rerror(APLOG_MARK, level, 0, r, "offload: %s -> %s", r->uri,
-                  location);
-    return offload_redirect_status(conf);
+    return offload_redirect(r, conf, sc);
+}
+
+/* ---- status page ------------------------------------------------------- */
+
+/* What the status page shows, read once from the shared segment. */
+typedef struct {
+    const offload_shared *sh;              /* the segment */
+    int nslots;                            /* hosts shown */
+    offload_slot *slots;                   /* copies of their slots */
+    apr_uint64_t redirects;                /* to every host */
+    apr_uint64_t redirects_private;        /* to .htaccess-only hosts */
+    apr_uint64_t declines;                 /* by every rule */
+    apr_uint64_t count[OFFLOAD_MAX_RULES]; /* by rule, as sh->rule[] */
+    int busy;                              /* busy workers but r's */
+} offload_status;
+
+/*
+ * Fills *st for request r from the shared segment sh, with atomic reads;
+ * the slot copies come from r->pool.
+ */
+static void offload_status_read(request_rec *r, offload_shared *sh,
+                                offload_status *st)
+{
+    int i;
+
+    st->sh = sh;
+    st->busy = offload_busy_workers(r, INT_MAX);
+    st->redirects_private = apr_atomic_read64(&sh->redirects_private);
+    st->redirects = st->redirects_private;
+    st->nslots = (int)sh->nslots < offload_targets->nelts
+                     ? (int)sh->nslots
+                     : offload_targets->nelts;
+    st->slots = apr_palloc(r->pool, (st->nslots + 1) * sizeof(*st->slots));
+    for (i = 0; i < st->nslots; i++) {
+        offload_slot_read(&sh->slot[i], &st->slots[i]);
+        st->redirects += st->slots[i].redirects;
+    }
+    st->declines = 0;
+    for (i = 0; i < (int)sh->nrules; i++) {
+        st->count[i] = apr_atomic_read64(&sh->declines[i]);
+        st->declines += st->count[i];
+    }
+}
+
+/* Returns registered target number i. */
+static const offload_target *offload_target_at(int i)
+{
+    return APR_ARRAY_IDX(offload_targets, i, offload_target *);
 }
 
 /*
  * Writes one host's line of the ?auto status page to r.
  */
-static void offload_status_auto_host(request_rec *r, const offload_target *t,
+static void offload_status_auto_host(request_rec *r,
+                                     const offload_server_conf *sc,
+                                     const offload_target *t,
                                      const offload_slot *slot)
 {
-    ap_rprintf(
-        r,
-        "Host: %s://%s state=%s weight=%s redirects=%" APR_UINT64_T_FMT
-        " checks=%" APR_UINT64_T_FMT " failures=%" APR_UINT64_T_FMT
-        " last-check=%" APR_UINT64_T_FMT " last-change=%" APR_UINT64_T_FMT
-        " last-status=%u\n",
-        t->scheme, t->authority,
-        offload_hc.enabled ? offload_state_name(slot->state) : "unchecked",
-        t->weights != NULL ? t->weights : "-", (apr_uint64_t)slot->redirects,
-        (apr_uint64_t)slot->checks, (apr_uint64_t)slot->failures,
-        (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_check),
-        (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_change),
-        (unsigned)slot->last_status);
+    ap_rprintf(r,
+               "Host: %s://%s state=%s weight=%s redirects=%" APR_UINT64_T_FMT
+               " checks=%" APR_UINT64_T_FMT " failures=%" APR_UINT64_T_FMT
+               " last-check=%" APR_UINT64_T_FMT
+               " last-change=%" APR_UINT64_T_FMT " last-status=%u\n",
+               t->scheme, t->authority, offload_state_name(sc, slot),
+               t->weights != NULL ? t->weights : "-",
+               (apr_uint64_t)slot->redirects, (apr_uint64_t)slot->checks,
+               (apr_uint64_t)slot->failures,
+               (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_check),
+               (apr_uint64_t)apr_time_sec((apr_time_t)slot->last_change),
+               (unsigned)slot->last_status);
+}
+
+/*
+ * Writes the ?auto status page of st to r: "Key: value" lines like
+ * mod_status's, then one Host: line per host.
+ */
+static void offload_status_auto(request_rec *r, const offload_server_conf *sc,
+                                const offload_status *st)
+{
+    int i;
+
+    ap_rprintf(r,
+               "Version: mod_offload/%s\nHealthCheck: %s\n"
+               "HealthCheckInterval: %d\nHealthCheckURI: %s\n"
+               "Since: %" APR_TIME_T_FMT "\nBusyWorkers: %d\n"
+               "Hosts: %u\nRedirects: %" APR_UINT64_T_FMT "\n"
+               "RedirectsUnlisted: %" APR_UINT64_T_FMT "\n"
+               "Declines: %" APR_UINT64_T_FMT "\n",
+               OFFLOAD_VERSION, sc->hc_enabled ? "On" : "Off",
+               offload_hc_interval(sc), offload_hc_uri(sc),
+               apr_time_sec((apr_time_t)st->sh->since), st->busy,
+               (unsigned)st->nslots, st->redirects, st->redirects_private,
+               st->declines);
+    for (i = 0; i < (int)st->sh->nrules; i++) {
+        ap_rprintf(r, "Declined-%s: %" APR_UINT64_T_FMT "\n", st->sh->rule[i],
+                   st->count[i]);
+    }
+    for (i = 0; i < st->nslots; i++) {
+        offload_status_auto_host(r, sc, offload_target_at(i), &st->slots[i]);
+    }
 }
 
 /*
@@ -1724,11 +2036,13 @@ static const char *offload_when(apr_pool_t *p, apr_uint64_t when)
 /*
  * Writes one host's row of the HTML status page to r.
  */
-static void offload_status_html_host(request_rec *r, const offload_target *t,
+static void offload_status_html_host(request_rec *r,
+                                     const offload_server_conf *sc,
+                                     const offload_target *t,
                                      const offload_slot *slot)
 {
     const char *last = "";
-    char err[120];
+    char err[OFFLOAD_ERROR_TEXT];
 
     if (slot->last_check != 0 && slot->last_status != 0) {
         last = apr_psprintf(r->pool, "HTTP %u", (unsigned)slot->last_status);
@@ -1744,11 +2058,55 @@ static void offload_status_html_host(request_rec *r, const offload_target *t,
         " / %" APR_UINT64_T_FMT "</td></tr>\n",
         ap_escape_html(r->pool, apr_pstrcat(r->pool, t->scheme, "://",
                                             t->authority, NULL)),
-        offload_hc.enabled ? offload_state_name(slot->state) : "unchecked",
-        t->weights != NULL ? t->weights : "-",
+        offload_state_name(sc, slot), t->weights != NULL ? t->weights : "-",
         offload_when(r->pool, slot->last_check), ap_escape_html(r->pool, last),
         offload_when(r->pool, slot->last_change), (apr_uint64_t)slot->redirects,
         (apr_uint64_t)slot->failures, (apr_uint64_t)slot->checks);
+}
+
+/*
+ * Writes the HTML status page of st to r: the settings, a table of the
+ * hosts, a table of the declines by rule.
+ */
+static void offload_status_html(request_rec *r, const offload_server_conf *sc,
+                                const offload_status *st)
+{
+    int i;
+
+    ap_rputs(DOCTYPE_HTML_4_01 "<html><head><title>mod_offload status"
+                               "</title></head><body>\n<h1>mod_offload "
+                               "status</h1>\n",
+             r);
+    ap_rprintf(r,
+               "<p>mod_offload/%s. Health checks: %s (every %d s, GET %s). "
+               "Counting since %s. Busy workers now: %d (this request not "
+               "counted).</p>\n",
+               OFFLOAD_VERSION, sc->hc_enabled ? "on" : "off",
+               offload_hc_interval(sc),
+               ap_escape_html(r->pool, offload_hc_uri(sc)),
+               offload_when(r->pool, st->sh->since), st->busy);
+    ap_rputs("<h2>Offload hosts</h2>\n<table border=\"1\">\n<tr><th>host</th>"
+             "<th>state</th><th>weight</th><th>last check</th><th>result</th>"
+             "<th>last change</th><th>redirects</th><th>failed / checks</th>"
+             "</tr>\n",
+             r);
+    for (i = 0; i < st->nslots; i++) {
+        offload_status_html_host(r, sc, offload_target_at(i), &st->slots[i]);
+    }
+    ap_rprintf(r,
+               "</table>\n<p>Redirects: %" APR_UINT64_T_FMT " (to hosts "
+               "named only in .htaccess files: %" APR_UINT64_T_FMT ")</p>\n"
+               "<h2>Declined requests by rule</h2>\n<table border=\"1\">\n"
+               "<tr><th>rule</th><th>requests</th></tr>\n",
+               st->redirects, st->redirects_private);
+    for (i = 0; i < (int)st->sh->nrules; i++) {
+        ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td></tr>\n",
+                   st->sh->rule[i], st->count[i]);
+    }
+    ap_rprintf(r,
+               "<tr><td><b>total</b></td><td>%" APR_UINT64_T_FMT "</td></tr>"
+               "\n</table>\n</body></html>\n",
+               st->declines);
 }
 
 /*
@@ -1760,12 +2118,9 @@ static void offload_status_html_host(request_rec *r, const offload_target *t,
  */
 static int offload_status_handler(request_rec *r)
 {
-    offload_shared *sh = offload_shm;
+    const offload_server_conf *sc = offload_server(r->server);
     int autofmt = r->args != NULL && !strcasecmp(r->args, "auto");
-    apr_uint64_t redirects, private, declines = 0;
-    apr_uint64_t count[OFFLOAD_MAX_RULES];
-    offload_slot *slots;
-    int i, busy, nslots;
+    offload_status st;
 
     if (r->handler == NULL || strcmp(r->handler, "offload-status") != 0) {
         return DECLINED;
@@ -1774,7 +2129,7 @@ static int offload_status_handler(request_rec *r)
     if (r->method_number != M_GET) {
         return HTTP_METHOD_NOT_ALLOWED;
     }
-    if (sh == NULL) {
+    if (sc->shm == NULL) {
         return HTTP_SERVICE_UNAVAILABLE;
     }
     ap_set_content_type(r, autofmt ? "text/plain; charset=ISO-8859-1"
@@ -1783,81 +2138,16 @@ static int offload_status_handler(request_rec *r)
     if (r->header_only) {
         return OK;
     }
-    busy = offload_busy_workers(r, INT_MAX);
-    private = apr_atomic_read64(&sh->redirects_private);
-    redirects = private;
-    nslots = (int)sh->nslots < offload_targets->nelts ? (int)sh->nslots
-                                                      : offload_targets->nelts;
-    slots = apr_palloc(r->pool, (nslots + 1) * sizeof(*slots));
-    for (i = 0; i < nslots; i++) {
-        offload_slot_read(&sh->slot[i], &slots[i]);
-        redirects += slots[i].redirects;
-    }
-    for (i = 0; i < (int)sh->nrules; i++) {
-        count[i] = apr_atomic_read64(&sh->declines[i]);
-        declines += count[i];
-    }
-
+    offload_status_read(r, sc->shm, &st);
     if (autofmt) {
-        ap_rprintf(r,
-                   "Version: mod_offload/%s\nHealthCheck: %s\n"
-                   "HealthCheckInterval: %d\nHealthCheckURI: %s\n"
-                   "Since: %" APR_TIME_T_FMT "\nBusyWorkers: %d\n"
-                   "Hosts: %u\nRedirects: %" APR_UINT64_T_FMT "\n"
-                   "RedirectsUnlisted: %" APR_UINT64_T_FMT "\n"
-                   "Declines: %" APR_UINT64_T_FMT "\n",
-                   OFFLOAD_VERSION, offload_hc.enabled ? "On" : "Off",
-                   offload_hc_interval(), offload_hc_uri(),
-                   apr_time_sec((apr_time_t)sh->since), busy, (unsigned)nslots,
-                   redirects, private, declines);
-        for (i = 0; i < (int)sh->nrules; i++) {
-            ap_rprintf(r, "Declined-%s: %" APR_UINT64_T_FMT "\n", sh->rule[i],
-                       count[i]);
-        }
-        for (i = 0; i < nslots; i++) {
-            offload_status_auto_host(
-                r, APR_ARRAY_IDX(offload_targets, i, offload_target *),
-                &slots[i]);
-        }
-        return OK;
+        offload_status_auto(r, sc, &st);
+    } else {
+        offload_status_html(r, sc, &st);
     }
-
-    ap_rputs(DOCTYPE_HTML_4_01 "<html><head><title>mod_offload status"
-                               "</title></head><body>\n<h1>mod_offload "
-                               "status</h1>\n",
-             r);
-    ap_rprintf(r,
-               "<p>mod_offload/%s. Health checks: %s (every %d s, GET %s). "
-               "Counting since %s. Busy workers now: %d (this request not "
-               "counted).</p>\n",
-               OFFLOAD_VERSION, offload_hc.enabled ? "on" : "off",
-               offload_hc_interval(), ap_escape_html(r->pool, offload_hc_uri()),
-               offload_when(r->pool, sh->since), busy);
-    ap_rputs("<h2>Offload hosts</h2>\n<table border=\"1\">\n<tr><th>host</th>"
-             "<th>state</th><th>weight</th><th>last check</th><th>result</th>"
-             "<th>last change</th><th>redirects</th><th>failed / checks</th>"
-             "</tr>\n",
-             r);
-    for (i = 0; i < nslots; i++) {
-        offload_status_html_host(
-            r, APR_ARRAY_IDX(offload_targets, i, offload_target *), &slots[i]);
-    }
-    ap_rprintf(r,
-               "</table>\n<p>Redirects: %" APR_UINT64_T_FMT " (to hosts "
-               "named only in .htaccess files: %" APR_UINT64_T_FMT ")</p>\n"
-               "<h2>Declined requests by rule</h2>\n<table border=\"1\">\n"
-               "<tr><th>rule</th><th>requests</th></tr>\n",
-               redirects, private);
-    for (i = 0; i < (int)sh->nrules; i++) {
-        ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td></tr>\n",
-                   sh->rule[i], count[i]);
-    }
-    ap_rprintf(r,
-               "<tr><td><b>total</b></td><td>%" APR_UINT64_T_FMT "</td></tr>"
-               "\n</table>\n</body></html>\n",
-               declines);
     return OK;
 }
+
+/* ---- start-up hooks -------------------------------------------------- */
 
 /*
  * pre_config hook: starts an empty target registry for the configuration
@@ -1870,8 +2160,6 @@ static int offload_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     (void)ptemp;
     offload_targets = apr_array_make(pconf, 8, sizeof(offload_target *));
     offload_stranger = NULL;
-    offload_shm = NULL;
-    memset(&offload_hc, 0, sizeof(offload_hc));
     return OK;
 }
 
@@ -1911,11 +2199,12 @@ static void offload_shm_carry_over(offload_shared *sh,
 /*
  * Creates the shared segment for this generation in the process pool
  * (it outlives pconf, so that a restart can read it), carries over what
- * the previous one held and destroys that one. Sets offload_shm. Returns
- * APR_SUCCESS or the error of apr_shm_create.
+ * the previous one held and destroys that one. Sets the server
+ * configuration's shm. Returns APR_SUCCESS or the error of apr_shm_create.
  */
 static apr_status_t offload_shm_setup(server_rec *s)
 {
+    offload_server_conf *sc = offload_server(s);
     static const char key[] = "mod_offload shared segment";
     apr_pool_t *pproc = s->process->pool;
     apr_shm_t *shm = NULL, *old = NULL;
@@ -1937,7 +2226,7 @@ static apr_status_t offload_shm_setup(server_rec *s)
     sh->since = (apr_uint64_t)apr_time_now();
     sh->nrules = OFFLOAD_NRULES;
     for (i = 0; i < OFFLOAD_NRULES; i++) {
-        apr_cpystrn(sh->rule[i], offload_rules[i].name, OFFLOAD_RULE_NAME);
+        apr_cpystrn(sh->rule[i], offload_rule_at(i)->name, OFFLOAD_RULE_NAME);
     }
     sh->nslots = (apr_uint32_t)offload_targets->nelts;
     for (i = 0; i < offload_targets->nelts; i++) {
@@ -1952,13 +2241,13 @@ static apr_status_t offload_shm_setup(server_rec *s)
         offload_shm_carry_over(sh, apr_shm_baseaddr_get(old));
         apr_shm_destroy(old);
     }
-    if (!offload_hc.enabled) { /* stale states would mean nothing */
+    if (!sc->hc_enabled) { /* stale states would mean nothing */
         for (i = 0; i < offload_targets->nelts; i++) {
             sh->slot[i].state = OFFLOAD_STATE_UNKNOWN;
         }
     }
     apr_pool_userdata_set(shm, key, apr_pool_cleanup_null, pproc);
-    offload_shm = sh;
+    sc->shm = sh;
     return APR_SUCCESS;
 }
 
@@ -1984,8 +2273,9 @@ static int offload_hc_setup(apr_pool_t *pconf, server_rec *s)
     }
     rv = get_instance(&wd, "_offload_hcheck_", 0, 1, pconf);
     if (rv == APR_SUCCESS) {
-        rv = register_callback(wd, apr_time_from_sec(offload_hc_interval()), s,
-                               offload_hc_callback);
+        rv = register_callback(
+            wd, apr_time_from_sec(offload_hc_interval(offload_server(s))), s,
+            offload_hc_callback);
     }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
@@ -2043,13 +2333,13 @@ static int offload_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 
     rv = offload_shm_setup(s);
     if (rv != APR_SUCCESS) {
-        offload_shm = NULL;
+        offload_server(s)->shm = NULL;
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      "offload: cannot create shared memory for host states "
                      "and counters");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (offload_hc.enabled && offload_targets->nelts > 0) {
+    if (offload_server(s)->hc_enabled && offload_targets->nelts > 0) {
         return offload_hc_setup(pconf, s);
     }
     return OK;
@@ -2082,9 +2372,6 @@ static const command_rec offload_cmds[] = {
     AP_INIT_FLAG("OffloadEngine", ap_set_flag_slot,
                  (void *)offsetof(offload_dir_conf, engine), OR_OPTIONS,
                  "On to redirect eligible requests to offload hosts"),
-    AP_INIT_FLAG("OffloadDebug", ap_set_flag_slot,
-                 (void *)offsetof(offload_dir_conf, debug), OR_OPTIONS,
-                 "On to log every offload decision at notice level"),
     AP_INIT_TAKE12("OffloadHost", offload_cmd_host, NULL, OR_OPTIONS,
                    "HOST[:PORT] or http[s]://HOST[:PORT][/PREFIX], "
                    "optionally followed by weight=N"),
@@ -2144,11 +2431,8 @@ static void offload_register_hooks(apr_pool_t *p)
     ap_hook_handler(offload_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
-AP_DECLARE_MODULE(offload) = {STANDARD20_MODULE_STUFF,
-                              offload_create_dir_conf,
-                              offload_merge_dir_conf,
-                              NULL,
-                              NULL,
-                              offload_cmds,
-                              offload_register_hooks,
-                              AP_MODULE_FLAG_NONE};
+AP_DECLARE_MODULE(offload) = {
+    STANDARD20_MODULE_STUFF,   offload_create_dir_conf,
+    offload_merge_dir_conf,    offload_create_server_conf,
+    offload_merge_server_conf, offload_cmds,
+    offload_register_hooks,    AP_MODULE_FLAG_NONE};

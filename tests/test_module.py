@@ -248,6 +248,19 @@ def test_rule_engine_and_method(rules_apache):
         assert e["offload_declined"] == "method", e
 
 
+def test_file_rules_before_request_rules(rules_apache):
+    # a request that fails a file rule and a request rule is named by the
+    # file rule: the request rules ask only about offloadable files
+    a = rules_apache
+    st, hdrs, body = request(a.url("/small.bin"), method="HEAD")
+    assert st == 200 and "location" not in hdrs and body == b""
+    st, hdrs, body = request(a.url("/iponly/big.bin"), method="HEAD")
+    assert st == 200 and "location" not in hdrs and body == b""
+    heads = {x["uri"]: x["offload_declined"] for x in a.access_entries()
+             if x["method"] == "HEAD"}
+    assert heads == {"/small.bin": "size", "/iponly/big.bin": "auth"}
+
+
 def test_rule_query(rules_apache):
     a = rules_apache
     assert_declined(a, "/big.bin?x=1", a.files["/big.bin"])
@@ -657,6 +670,8 @@ BAD_CONFIGS = [
      "OffloadExcludeAddress: 'not-an-address'"),
     ("OffloadSelect fastest", "OffloadSelect: 'fastest'"),
     ("OffloadEngine maybe", "OffloadEngine"),
+    # gone: LogLevel offload:debug logs the decisions
+    ("OffloadDebug On", "Invalid command 'OffloadDebug'"),
 ]
 
 
@@ -687,7 +702,6 @@ OffloadSelect RoundRobin
 OffloadExcludeMimeType text/* application/x-*
 OffloadExcludeUserAgent "*Mozilla/4.0 (compatible*"
 OffloadExcludeAddress 10.0.0.0/8 2001:db8::/32 192.168.1.1 192.168.* ::1
-OffloadDebug Off
 """, start=False)
     rc, out = a.configtest()
     assert rc == 0, out
@@ -701,7 +715,7 @@ def test_signature_warning_and_debug_lines(apache_factory, run_dir):
 OffloadEngine On
 OffloadHost %s
 <Directory %s/dbg>
-    OffloadDebug On
+    LogLevel offload:debug
 </Directory>
 """ % (HOST_A, docroot), start=False)
     harness.write_file(os.path.join(a.docroot, "quiet.bin"), BIG)
@@ -717,9 +731,12 @@ OffloadHost %s
     # an unresolvable OffloadHost is a warning, and still used
     assert re.search(r"\[offload:warn\].*OffloadHost %s" % HOST_A, log)
     assert st == 302
-    assert "offload: /dbg/big.bin -> http://%s/dbg/big.bin" % HOST_A in log
-    assert "offload: declined /dbg/small.bin: size" in log
-    assert "/quiet.bin" not in log   # LogLevel warn, no OffloadDebug
+    # a LogLevel offload:debug in a section logs the decisions in it only
+    assert re.search(r"\[offload:debug\].*offload: /dbg/big.bin -> http://%s"
+                     r"/dbg/big.bin" % HOST_A, log)
+    assert re.search(r"\[offload:debug\].*offload: declined /dbg/small.bin: "
+                     r"size", log)
+    assert "/quiet.bin" not in log   # LogLevel warn outside that section
 
     # LogLevel offload:debug logs every decision
     a.log_level = "warn offload:debug"

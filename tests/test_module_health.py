@@ -215,6 +215,45 @@ OffloadHost {b}
         hb.stop()
 
 
+def test_virtual_host_sees_the_server_wide_health_state(apache_factory):
+    # the health checks are set in the main server config; a virtual host
+    # skips the host they found down and its status page shows their
+    # states and its own redirects
+    ha, hb = FakeHost().start(), FakeHost()  # hb never answers
+    try:
+        a = apache_factory(start=False)
+        a.conf_extra = """
+OffloadHealthCheck On
+OffloadHealthCheckInterval {i}
+<VirtualHost [::1]:{port}>
+    ServerName vhost.invalid
+    OffloadEngine On
+    OffloadMinSize 0
+    OffloadHost {a}
+    OffloadHost {b}
+    <Location /offload-status>
+        SetHandler offload-status
+    </Location>
+</VirtualHost>
+""".format(i=INTERVAL, port=a.port, a=ha.hostport, b=hb.hostport)
+        paths = ["/v%02d.bin" % i for i in range(12)]
+        for p in paths:
+            harness.write_file(a.docroot + p, 100)
+        a.start()
+
+        checked = lambda: {h: v.get("state") for h, v in
+                           status_auto(a)[1].items()} == {ha.base: "up",
+                                                          hb.base: "down"}
+        assert wait_for(checked, 3 * INTERVAL)
+        assert hosts_of(a, paths) == {p: ha.base for p in paths}
+        keys, hosts = status_auto(a)
+        assert keys["HealthCheck"] == "On"
+        assert hosts[ha.base]["redirects"] == str(len(paths))
+        assert hosts[hb.base]["redirects"] == "0"
+    finally:
+        ha.stop()
+
+
 def test_health_check_settings_are_server_wide(apache_factory):
     a = apache_factory("""
 <Directory /tmp>

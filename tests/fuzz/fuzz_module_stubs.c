@@ -4,10 +4,15 @@
  * fuzz_module links without the apache2 binary. None is reached by the
  * parsers; each aborts, so a call would show as a crash, never pass.
  * No httpd header is included: only the names matter to the linker.
+ * The stubs are weak: a program that needs one of these functions for
+ * real (tests/test_directive_docs.py's, ap_set_flag_slot and
+ * ap_check_cmd_context) defines it and the linker takes that one.
  */
 #include <stdlib.h>
 
-#define STUB(name) void name(void); void name(void) { abort(); }
+#define STUB(name)                                                             \
+    void name(void);                                                           \
+    __attribute__((weak)) void name(void) { abort(); }
 
 STUB(ap_add_version_component)
 STUB(ap_check_cmd_context)
