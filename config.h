@@ -329,4 +329,12 @@
 #define OFFLOAD_MAX_RELAYED_FIELD 512
 #endif
 
+/* ---- integrity --------------------------------------------------------- */
+
+/* A SHA-256 digest in base64, as Repr-Digest (RFC 9530) and Digest (RFC
+ * 3230) carry it: 44 characters for 32 bytes. */
+#ifndef OFFLOAD_SHA256_B64_LEN
+#define OFFLOAD_SHA256_B64_LEN 44
+#endif
+
 #endif /* OFFLOAD_CONFIG_H */
