@@ -337,4 +337,14 @@
 #define OFFLOAD_SHA256_B64_LEN 44
 #endif
 
+/* The scrubber's nice value, and how long it rests after a pass over an
+ * empty cache (also the least time between two starts of it). */
+#ifndef OFFLOAD_SCRUB_NICE
+#define OFFLOAD_SCRUB_NICE 19
+#endif
+
+#ifndef OFFLOAD_SCRUB_IDLE_SECONDS
+#define OFFLOAD_SCRUB_IDLE_SECONDS 1
+#endif
+
 #endif /* OFFLOAD_CONFIG_H */

@@ -55,6 +55,8 @@
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -185,6 +187,7 @@ struct settings {
     int serve_stale;               /* ServeStaleOnError */
     int validate_interval;         /* seconds; 0 = HEAD on every request */
     int notsent_lowat;             /* bytes; 0 = the kernel's default */
+    long long scrub_rate;          /* ScrubRate, bytes/s; 0 = off */
     char status_path[256];         /* metrics and health; empty = off */
     struct cidr status_allow[OFFLOAD_MAX_TRUSTED_PROXIES];
     int nstatus_allow;
@@ -305,6 +308,7 @@ struct metrics {
     uint64_t refused_busy;
     uint64_t evictions;
     uint64_t digest_mismatches;             /* fills refused by SHA-256 */
+    uint64_t scrub_corrupt;                 /* copies the scrubber removed */
     int64_t cache_bytes;                    /* complete objects */
     int64_t cache_objects;
 };
@@ -1778,6 +1782,17 @@ static int set_notsent_lowat(struct settings *c, const char *v,
     return 0;
 }
 
+static int set_scrub_rate(struct settings *c, const char *v, const char **why)
+{
+    c->scrub_rate = parse_size(v);
+    if (c->scrub_rate < 0) {
+        *why = "expected a rate in bytes per second: a number with K, M, G "
+               "or T, or 0 (Off)";
+        return -1;
+    }
+    return 0;
+}
+
 static int set_status_path(struct settings *c, const char *v, const char **why)
 {
     if (strcasecmp(v, "Off") == 0) {
@@ -1825,6 +1840,7 @@ static const struct setting_def g_setting_defs[] = {
     {"ServeStaleOnError", "--serve-stale-on-error", 0, set_serve_stale},
     {"ValidateInterval", "--validate-interval", 0, set_validate_interval},
     {"NotSentLowat", "--notsent-lowat", 0, set_notsent_lowat},
+    {"ScrubRate", "--scrub-rate", 0, set_scrub_rate},
     {"StatusPath", "--status-path", 0, set_status_path},
     {"StatusAllow", "--status-allow", 1, set_status_allow},
 };
@@ -3050,6 +3066,161 @@ unreadable:
     fprintf(stderr, "%s: cannot read the cache %s: %s\n", g_progname,
             g_cfg.cache_dir, strerror(errno));
     return 1;
+}
+
+/* ======================================================================
+ * The scrubber: the whole cache re-read at ScrubRate
+ * ====================================================================== */
+
+static pid_t g_scrub_pid;                     /* parent: the scrubber, or 0 */
+static long long g_scrub_started;             /* parent: when, now_ms() */
+
+/* What one pass of the scrubber has done, and its pace. */
+struct scrub_pass {
+    long long started;             /* now_ms() at its start */
+    long long bytes;               /* read so far */
+    long long copies;              /* complete copies checked */
+    long long removed;             /* of those, found corrupt */
+};
+
+/* Sleep until bytes read since the pass began keep to ScrubRate. */
+static void scrub_pace(const struct scrub_pass *p)
+{
+    long long due = p->started + p->bytes * 1000 / g_cfg.scrub_rate;
+    long long wait = due - now_ms();
+
+    if (wait > 0) {
+        struct timespec ts = {wait / 1000, (wait % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* The SHA-256 of the body of the copy open on fd (length bytes after its
+ * metadata), read at ScrubRate, into out. Returns 0, or -1 when it is
+ * short or could not be read. */
+static int scrub_hash(int fd, long long length, struct scrub_pass *p, char *out)
+{
+    static char buf[OFFLOAD_IO_BUFFER];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    long long pos = 0;
+    int rc = -1;
+
+    if (ctx == NULL || sha256_start(ctx) != 0)
+        goto out;
+    while (pos < length) {
+        size_t n = (size_t)(length - pos < (long long)sizeof(buf)
+                                ? length - pos : (long long)sizeof(buf));
+        ssize_t got = pread(fd, buf, n, OFFLOAD_META_SIZE + pos);
+
+        if (got <= 0 || EVP_DigestUpdate(ctx, buf, (size_t)got) != 1)
+            goto out;
+        pos += got;
+        p->bytes += got;
+        scrub_pace(p);
+    }
+    rc = sha256_finish(ctx, out);
+out:
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+/* Check one complete copy; remove it when its bytes are not the ones
+ * its stored digest names, unless it was replaced meanwhile. */
+static void scrub_entry(struct cache_entry *e, void *ctx)
+{
+    char sha[OFFLOAD_SHA256_B64_LEN + 1];
+    struct scrub_pass *p = ctx;
+    struct object_meta m;
+    struct stat now, st;
+    int fd;
+
+    if (!is_object_name(e->name) || (fd = open(e->path, O_RDONLY | O_CLOEXEC)) < 0)
+        return;
+    meta_clear(&m);
+    if (fstat(fd, &st) == 0 && meta_read(fd, &m) == 0 && m.complete &&
+        m.sha256[0] && scrub_hash(fd, m.length, p, sha) == 0) {
+        p->copies++;
+        if (strcmp(sha, m.sha256) != 0 && stat(e->path, &now) == 0 &&
+            now.st_ino == st.st_ino && unlink(e->path) == 0) {
+            METRIC_ADD(cache_bytes, -(int64_t)st.st_size);
+            METRIC_ADD(cache_objects, -1);
+            METRIC_ADD(scrub_corrupt, 1);
+            p->removed++;
+            log_msg("error", "scrub: %s is corrupt (SHA-256 %s, stored %s), "
+                    "removed", m.key, sha, m.sha256);
+        }
+    }
+    close(fd);
+}
+
+/* The scrubber's life (parent: the daemon's PID): at the lowest CPU and
+ * I/O priority, one pass over the cache after another. Never returns. */
+static void scrub_main(pid_t parent)
+{
+    long long passes;
+    sigset_t none;
+
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    /* the parent's mask blocks SIGTERM outside its waits: a scrubber
+     * that kept it could not be stopped; nor may it outlive the parent */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+        _exit(0);
+    if (setpriority(PRIO_PROCESS, 0, OFFLOAD_SCRUB_NICE) != 0) {
+        /* not fatal: it only reads */
+    }
+    /* ioprio_set() has no libc wrapper: the idle I/O class, which gets
+     * the disk only when nobody else wants it */
+    syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0,
+            3 << 13 /* IOPRIO_CLASS_IDLE */);
+    proctitle_set("offload: scrubbing the cache at %lld bytes/s",
+                  g_cfg.scrub_rate);
+    for (passes = 0;;) {
+        struct scrub_pass p = {now_ms(), 0, 0, 0};
+
+        cache_walk(scrub_entry, &p);
+        passes++;
+        proctitle_set("offload: scrubbing the cache at %lld bytes/s, pass "
+                      "%lld done: %lld copies, %lld removed",
+                      g_cfg.scrub_rate, passes, p.copies, p.removed);
+        if (p.bytes == 0)
+            sleep(OFFLOAD_SCRUB_IDLE_SECONDS);  /* an empty cache */
+    }
+}
+
+/* Parent: keep a scrubber running while ScrubRate is set (restarted at
+ * most once per OFFLOAD_SCRUB_IDLE_SECONDS if it dies), none while it is
+ * not. */
+static void scrub_keep_running(void)
+{
+    pid_t pid, parent;
+
+    if (g_cfg.scrub_rate == 0 || g_cfg.docroot[0]) {
+        if (g_scrub_pid > 0)
+            kill(g_scrub_pid, SIGTERM);
+        return;
+    }
+    if (g_scrub_pid > 0 ||
+        now_ms() - g_scrub_started < OFFLOAD_SCRUB_IDLE_SECONDS * 1000LL)
+        return;
+    g_scrub_started = now_ms();
+    parent = getpid();
+    pid = fork();
+    if (pid == 0) {
+        int j;
+        for (j = 0; j < g_nlisten_fd; j++)
+            close(g_listen_fd[j]);
+        scrub_main(parent);
+    }
+    if (pid < 0)
+        log_msg("error", "fork for the scrubber: %s", strerror(errno));
+    else
+        g_scrub_pid = pid;
 }
 
 /* ======================================================================
@@ -4389,6 +4560,10 @@ NOINLINE static int serve_status(struct conn *cc, struct request *rq)
          "body's SHA-256 was not the one the base advertised.\n"
          "# TYPE offload_digest_mismatches_total counter\n"
          "offload_digest_mismatches_total %llu\n", LOAD(m->digest_mismatches));
+    EMIT("# HELP offload_scrub_corrupt_total Copies the scrubber found "
+         "corrupt and removed.\n"
+         "# TYPE offload_scrub_corrupt_total counter\n"
+         "offload_scrub_corrupt_total %llu\n", LOAD(m->scrub_corrupt));
     EMIT("# HELP offload_evictions_total Objects evicted for CacheMaxSize.\n"
          "# TYPE offload_evictions_total counter\n"
          "offload_evictions_total %llu\n", LOAD(m->evictions));
@@ -5033,6 +5208,8 @@ static void reap_children(void)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == g_scrub_pid)
+            g_scrub_pid = 0;
         for (i = 0; i < g_cfg.max_clients; i++) {
             if (g_book->pid[i] == pid) {
                 g_book->pid[i] = 0;
@@ -5130,7 +5307,8 @@ static void signals_catch_all(sigset_t *block)
         signal_catch(sigs[i]);
 }
 
-/* Act on the signals that came: reap, reload, reopen the logs. */
+/* Act on the signals that came: reap, reload, reopen the logs; keep the
+ * scrubber running as configured. */
 static void signals_handle(void)
 {
     if (g_got_sigchld) {
@@ -5140,12 +5318,16 @@ static void signals_handle(void)
     if (g_got_sighup) {
         g_got_sighup = 0;
         config_reload();
+        if (g_scrub_pid > 0)
+            kill(g_scrub_pid, SIGTERM);  /* restarted at the new rate */
+        g_scrub_started = 0;
     }
     if (g_got_sigusr1) {
         g_got_sigusr1 = 0;
         if (logs_open() != 0)
             log_msg("error", "reopening the logs: %s", strerror(errno));
     }
+    scrub_keep_running();
 }
 
 /* Wait, with signals let through, until a listening socket or a
@@ -5234,6 +5416,8 @@ static void shutdown_children(const sigset_t *empty)
     for (i = 0; i < g_nlisten_fd; i++)
         close(g_listen_fd[i]);
     pid_file_release();
+    if (g_scrub_pid > 0)
+        kill(g_scrub_pid, SIGTERM);
     for (i = 0; i < g_cfg.max_clients; i++) {
         if (g_book->pid[i] > 0)
             kill(g_book->pid[i], SIGTERM);

@@ -272,3 +272,68 @@ def test_aria2c_checks_the_digest(base, daemon_factory, run_dir):
     flip_byte(daemon, 1 * MB)
     rc, log = aria2c(daemon, run_dir, "bad.bin", "/a.bin")
     assert rc != 0 and "Checksum error detected" in log
+
+
+def test_scrubber_removes_a_flipped_copy(base, daemon_factory):
+    for name in ("s1.bin", "s2.bin"):
+        harness.write_file(os.path.join(base.docroot, name), 512 * KB)
+    daemon = daemon_factory(base.base_url, args=["--scrub-rate", "64M"])
+    for name in ("s1.bin", "s2.bin"):
+        assert get(daemon, "/" + name)[0] == 200
+    assert wait_for(lambda: len(stored_meta(daemon)) == 2)
+    # a pass that saw both copies intact, then one goes bad on disk
+    assert wait_for(lambda: scrubber(daemon)[1].endswith(
+        "done: 2 copies, 0 removed"))
+    for root, _d, files in os.walk(daemon.cache_dir):
+        for f in files:
+            if "." not in f and stored_meta_one(os.path.join(root, f)) \
+                    .endswith("/s2.bin"):
+                bad = os.path.join(root, f)
+    with open(bad, "r+b") as fh:
+        fh.seek(4096 + 100 * KB)
+        b = fh.read(1)
+        fh.seek(4096 + 100 * KB)
+        fh.write(bytes([b[0] ^ 0x80]))
+    assert wait_for(lambda: "/s2.bin is corrupt" in daemon.log_text(),
+                    timeout=30)
+    assert not os.path.exists(bad)
+    assert [k.rsplit("/", 1)[1] for k in stored_meta(daemon)] == ["s1.bin"]
+    assert metric(daemon, "offload_scrub_corrupt_total") == 1
+    # the next request fetches it again, intact
+    status, h, got, complete = get(daemon, "/s2.bin")
+    assert status == 200 and complete
+    with open(os.path.join(base.docroot, "s2.bin"), "rb") as f:
+        assert got == f.read()
+    # stopping the daemon stops its scrubber
+    pid, _title = scrubber(daemon)
+    daemon.stop()
+    assert pid is not None and wait_for(lambda: gone(pid))
+
+
+def scrubber(daemon):
+    """(pid, process title) of the daemon's scrubber, or (None, "")."""
+    for kid in harness.children(daemon.proc.pid):
+        try:
+            with open("/proc/%d/cmdline" % kid, "rb") as f:
+                title = f.read().split(b"\0")[0].decode()
+        except OSError:
+            continue
+        if title.startswith("offload: scrubbing"):
+            return kid, title
+    return None, ""
+
+
+def gone(pid):
+    """Has pid exited (gone, or a zombie not yet reaped)?"""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True
+
+
+def stored_meta_one(path):
+    """The key of the copy at path."""
+    with open(path, "rb") as fh:
+        block = fh.read(4096).split(b"\0", 1)[0].decode()
+    return [line[4:] for line in block.splitlines() if line.startswith("key ")][0]
