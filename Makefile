@@ -40,7 +40,7 @@ SAN_RUN_ROOT = $(shell $(PYTHON) -c 'import sys; sys.path.insert(0, "tests"); \
 endif
 
 DAEMON_CFLAGS = -std=gnu11 $(OPTFLAGS) $(WARNFLAGS) $(SANFLAGS) $(CFLAGS)
-DAEMON_LIBS   = -lz
+DAEMON_LIBS   = -lz -lcrypto
 # Symbols bound at start: children then never write to the GOT, which
 # keeps those pages shared with the parent (memory per download).
 DAEMON_LDFLAGS = -Wl,-z,now -Wl,-z,relro
@@ -74,7 +74,7 @@ DAEMON   = offload_daemon
 UNIT     = tests/unit_daemon
 
 # Debian packages for building and testing; bench adds its own.
-DEPS_PACKAGES = gcc make apache2 apache2-dev zlib1g-dev curl python3 \
+DEPS_PACKAGES = gcc make apache2 apache2-dev zlib1g-dev libssl-dev curl python3 \
                 python3-pytest aria2
 BENCH_PACKAGES = nginx-light wrk gnuplot-nox apache2-utils
 
@@ -159,7 +159,7 @@ install: all
 # target's log (.run/fuzz/NAME.log) has its executions and coverage.
 $(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c offload_daemon.c config.h
 	@mkdir -p $(FUZZ_OUT)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< -lz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(DAEMON_LIBS)
 
 $(FUZZ_OUT)/fuzz_module: tests/fuzz/fuzz_module.c \
         tests/fuzz/fuzz_module_stubs.c mod_offload.c config.h

@@ -402,4 +402,27 @@
 #define OFFLOAD_MAX_RELAYED_FIELD 512
 #endif
 
+/* ---- integrity --------------------------------------------------------- */
+
+/* A SHA-256 digest in base64, as Repr-Digest (RFC 9530) and Digest (RFC
+ * 3230) carry it: 44 characters for 32 bytes. */
+#ifndef OFFLOAD_SHA256_B64_LEN
+#define OFFLOAD_SHA256_B64_LEN 44
+#endif
+
+/* ScrubRate, bytes per second: 0 runs no scrubber. */
+#ifndef OFFLOAD_DEFAULT_SCRUB_RATE
+#define OFFLOAD_DEFAULT_SCRUB_RATE 0
+#endif
+
+/* The scrubber's nice value, and how long it rests after a pass over an
+ * empty cache (also the least time between two starts of it). */
+#ifndef OFFLOAD_SCRUB_NICE
+#define OFFLOAD_SCRUB_NICE 19
+#endif
+
+#ifndef OFFLOAD_SCRUB_IDLE_SECONDS
+#define OFFLOAD_SCRUB_IDLE_SECONDS 1
+#endif
+
 #endif /* OFFLOAD_CONFIG_H */

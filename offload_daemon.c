@@ -56,6 +56,8 @@
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -68,6 +70,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <openssl/evp.h>
 
 #include "config.h"
 
@@ -185,6 +188,7 @@ struct settings {
     int serve_stale;               /* ServeStaleOnError */
     int validate_interval;         /* seconds; 0 = HEAD on every request */
     int notsent_lowat;             /* bytes; 0 = the kernel's default */
+    long long scrub_rate;          /* ScrubRate, bytes/s; 0 = off */
     char status_path[256];         /* metrics and health; empty = off */
     struct cidr status_allow[OFFLOAD_MAX_TRUSTED_PROXIES];
     int nstatus_allow;
@@ -235,6 +239,7 @@ struct base_response {
     char content_type[OFFLOAD_MAX_VALIDATOR];
     char content_range[OFFLOAD_MAX_VALIDATOR];
     char location[OFFLOAD_MAX_PATH];
+    char sha256[OFFLOAD_SHA256_B64_LEN + 1]; /* advertised digest, or "" */
     char buf[OFFLOAD_MAX_HEADER_BLOCK + 1]; /* last: pages touched as used */
 };
 
@@ -243,7 +248,7 @@ struct base_response {
  * key is last: its unused tail is then the only gap (see meta_clear). */
 struct object_meta {
     long long length;
-    unsigned long crc32;
+    char sha256[OFFLOAD_SHA256_B64_LEN + 1]; /* base64; empty: unknown */
     int complete;
     int abandoned;       /* the fetch stopped for a local reason (disk) */
     char etag[OFFLOAD_MAX_VALIDATOR];
@@ -303,6 +308,8 @@ struct metrics {
     uint64_t refused_dupe;
     uint64_t refused_busy;
     uint64_t evictions;
+    uint64_t digest_mismatches;             /* fills refused by SHA-256 */
+    uint64_t scrub_corrupt;                 /* copies the scrubber removed */
     int64_t cache_bytes;                    /* complete objects */
     int64_t cache_objects;
 };
@@ -575,6 +582,38 @@ static void socket_set_timeouts(int fd, int seconds)
     tv.tv_usec = 0;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* Is s a SHA-256 digest in base64 (44 characters, one '=' of padding)?
+ * The decoding is libcrypto's. */
+static int sha256_b64_valid(const char *s)
+{
+    unsigned char raw[OFFLOAD_SHA256_B64_LEN];
+
+    return strlen(s) == OFFLOAD_SHA256_B64_LEN &&
+           s[OFFLOAD_SHA256_B64_LEN - 1] == '=' &&
+           s[OFFLOAD_SHA256_B64_LEN - 2] != '=' &&
+           EVP_DecodeBlock(raw, (const unsigned char *)s,
+                           OFFLOAD_SHA256_B64_LEN) == 33;
+}
+
+/* Start (or start over) a SHA-256 in ctx. Returns 0 or -1. */
+static int sha256_start(EVP_MD_CTX *ctx)
+{
+    return EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 ? 0 : -1;
+}
+
+/* Finish the SHA-256 in ctx into out (base64, NUL-terminated, room for
+ * OFFLOAD_SHA256_B64_LEN + 1). Returns 0 or -1. */
+static int sha256_finish(EVP_MD_CTX *ctx, char *out)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+
+    if (EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32)
+        return -1;
+    EVP_EncodeBlock((unsigned char *)out, md, (int)len);
+    return 0;
 }
 
 /* An ETag without its weakness prefix. */
@@ -1360,6 +1399,47 @@ static int base_url_parse(const char *url, struct settings *cfg,
     return 0;
 }
 
+/*
+ * Find the SHA-256 in a Repr-Digest field (RFC 9530: a dictionary whose
+ * members are algorithm=:base64:) or, with legacy, a Digest field (RFC
+ * 3230: algorithm=base64, the name case-insensitive), and copy it into
+ * out (room for OFFLOAD_SHA256_B64_LEN + 1). Other algorithms are passed
+ * over. Returns 1 when one was found and is well formed, else 0.
+ */
+static int digest_field_sha256(const char *value, int legacy, char *out)
+{
+    const char *p = value, *item;
+    size_t len;
+
+    while ((p = list_next(p, &item, &len)) != NULL) {
+        const char *eq = memchr(item, '=', len);
+        size_t nl = eq ? (size_t)(eq - item) : 0, vl = eq ? len - nl - 1 : 0;
+        const char *v = eq ? eq + 1 : NULL;
+        char b64[OFFLOAD_SHA256_B64_LEN + 1];
+
+        if (v == NULL || nl != 7)
+            continue;
+        if (legacy ? strncasecmp(item, "sha-256", 7) != 0
+                   : strncmp(item, "sha-256", 7) != 0)
+            continue;
+        if (!legacy) {
+            if (vl < 2 || v[0] != ':' || v[vl - 1] != ':')
+                return 0;
+            v++;
+            vl -= 2;
+        }
+        if (vl != OFFLOAD_SHA256_B64_LEN)
+            return 0;
+        memcpy(b64, v, vl);
+        b64[vl] = '\0';
+        if (!sha256_b64_valid(b64))
+            return 0;
+        memcpy(out, b64, vl + 1);
+        return 1;
+    }
+    return 0;
+}
+
 /* Copy a base header value into a fixed field; too long is an error. */
 static int base_value(char *dst, size_t dstsz, const char *value)
 {
@@ -1386,6 +1466,11 @@ static int base_field(void *ctx, char *name, char *value)
         return base_value(br->content_range, sizeof(br->content_range), value);
     } else if (strcasecmp(name, "Location") == 0) {
         return base_value(br->location, sizeof(br->location), value);
+    } else if (strcasecmp(name, "Repr-Digest") == 0) {
+        digest_field_sha256(value, 0, br->sha256);
+    } else if (strcasecmp(name, "Digest") == 0) {
+        if (br->sha256[0] == '\0')   /* Repr-Digest, when both, wins */
+            digest_field_sha256(value, 1, br->sha256);
     } else if (strcasecmp(name, "WWW-Authenticate") == 0) {
         br->www_authenticate = 1;
     } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
@@ -1429,7 +1514,7 @@ static int base_response_parse(struct base_response *br)
     br->keep_alive = s[7] == '1';
     br->content_length = -1;
     br->etag[0] = br->last_modified[0] = br->content_type[0] = '\0';
-    br->content_range[0] = br->location[0] = '\0';
+    br->content_range[0] = br->location[0] = br->sha256[0] = '\0';
     br->www_authenticate = br->chunked = 0;
     return head_split_fields(br->buf, end, (size_t)(eol - br->buf) + 2,
                              base_field, br) == 0 ? 0 : -1;
@@ -1649,6 +1734,8 @@ static const struct setting_def g_setting_defs[] = {
     {"StatusAllow", "--status-allow", "ADDR[/BITS]", KIND_CIDR,
      LIST(status_allow, nstatus_allow), .max = OFFLOAD_MAX_TRUSTED_PROXIES,
      .def_text = OFFLOAD_DEFAULT_STATUS_ALLOW},
+    {"ScrubRate", "--scrub-rate", "RATE", KIND_SIZE, FIELD(scrub_rate),
+     .min = 0, .max = LLONG_MAX, .def = OFFLOAD_DEFAULT_SCRUB_RATE},
 };
 #define N_SETTINGS (sizeof(g_setting_defs) / sizeof(g_setting_defs[0]))
 
@@ -2210,7 +2297,7 @@ static uint64_t hash64(const char *s, size_t len)
 static void meta_clear(struct object_meta *m)
 {
     m->length = -1;
-    m->crc32 = 0;
+    m->sha256[0] = '\0';
     m->complete = m->abandoned = 0;
     m->etag[0] = m->last_modified[0] = m->content_type[0] = m->key[0] = '\0';
 }
@@ -2311,9 +2398,9 @@ static int meta_encode(const struct object_meta *m, char *block)
     memset(block, 0, OFFLOAD_META_SIZE);
     n = snprintf(block, OFFLOAD_META_SIZE,
                  "%s\nkey %s\netag %s\nlast-modified %s\nlength %lld\n"
-                 "type %s\ncrc32 %08lx\nstate %s\n\n",
+                 "type %s\nsha256 %s\nstate %s\n\n",
                  CACHE_MAGIC, m->key, m->etag, m->last_modified, m->length,
-                 m->content_type, m->crc32 & 0xffffffffUL,
+                 m->content_type, m->sha256,
                  m->complete    ? "complete"
                  : m->abandoned ? "abandoned"
                                 : "partial");
@@ -2356,8 +2443,9 @@ static int meta_decode(char *block, size_t len, struct object_meta *m)
         } else if (strcmp(line, "length") == 0) {
             m->length = parse_length(sp);
             have_length = m->length >= 0;
-        } else if (strcmp(line, "crc32") == 0) {
-            m->crc32 = strtoul(sp, NULL, 16);
+        } else if (strcmp(line, "sha256") == 0) {
+            if (sha256_b64_valid(sp))
+                copy_string(m->sha256, sizeof(m->sha256), sp);
         } else if (strcmp(line, "state") == 0) {
             m->complete = strcmp(sp, "complete") == 0;
             m->abandoned = strcmp(sp, "abandoned") == 0;
@@ -2376,21 +2464,26 @@ static void meta_from_base(struct object_meta *m, const char *key,
     copy_string(m->etag, sizeof(m->etag), br->etag);
     copy_string(m->last_modified, sizeof(m->last_modified), br->last_modified);
     copy_string(m->content_type, sizeof(m->content_type), br->content_type);
+    copy_string(m->sha256, sizeof(m->sha256), br->sha256);
     m->length = br->content_length;
 }
 
 /*
  * The one rule for "the same version of a file": is m the version with
- * this length, ETag and Last-Modified? The ETags are compared without
- * W/ (Apache weakens the ETag of a file modified within the second of
- * the request, and strengthens it later, for the same bytes).
+ * this length, ETag, Last-Modified and SHA-256? The ETags are compared
+ * without W/ (Apache weakens the ETag of a file modified within the
+ * second of the request, and strengthens it later, for the same bytes);
+ * the digests only when both are known (sha256 may be "").
  */
 static int version_same(const struct object_meta *m, long long length,
-                        const char *etag, const char *last_modified)
+                        const char *etag, const char *last_modified,
+                        const char *sha256)
 {
     return m->length == length &&
            strcmp(etag_opaque(m->etag), etag_opaque(etag)) == 0 &&
-           strcmp(m->last_modified, last_modified) == 0;
+           strcmp(m->last_modified, last_modified) == 0 &&
+           (m->sha256[0] == '\0' || sha256[0] == '\0' ||
+            strcmp(m->sha256, sha256) == 0);
 }
 
 /*
@@ -2403,7 +2496,8 @@ static int meta_matches(const struct object_meta *m, const char *key,
                         const struct object_meta *want)
 {
     return strcmp(m->key, key) == 0 &&
-           version_same(m, want->length, want->etag, want->last_modified);
+           version_same(m, want->length, want->etag, want->last_modified,
+                        want->sha256);
 }
 
 /* meta_read() for a block whose text is longer than its first read. */
@@ -2563,15 +2657,38 @@ static int cache_fetcher_gone(const struct object *obj)
 }
 
 /*
- * As the fetcher (lock held), prepare the .part file for want. A .part
- * left by a fetcher that died, of the same version, is resumed: *offset
- * and *crc then cover the bytes already there. Otherwise a new .part is
- * written under a temporary name and renamed into place, so readers
- * never see one without its metadata. Returns an O_RDWR descriptor, or
- * -1 with errno set.
+ * Feed bytes [0, len) of the body in fd (after its metadata block) to
+ * the SHA-256 in sha. Returns how many were read: len, or fewer when the
+ * file ended or failed first.
  */
-NOINLINE static int cache_create_part(struct object *obj, const struct object_meta *want,
-                             long long *offset, uLong *crc)
+static long long body_hash(int fd, long long len, EVP_MD_CTX *sha)
+{
+    static char buf[OFFLOAD_IO_BUFFER];
+    long long pos = 0;
+
+    while (pos < len) {
+        size_t n = (size_t)(len - pos < (long long)sizeof(buf)
+                                ? len - pos : (long long)sizeof(buf));
+        ssize_t got = pread(fd, buf, n, OFFLOAD_META_SIZE + pos);
+
+        if (got <= 0 || EVP_DigestUpdate(sha, buf, (size_t)got) != 1)
+            break;
+        pos += got;
+    }
+    return pos;
+}
+
+/*
+ * As the fetcher (lock held), prepare the .part file for want, with sha
+ * started. A .part left by a fetcher that died, of the same version, is
+ * resumed: *offset and sha then cover the bytes already there.
+ * Otherwise a new .part is written under a temporary name and renamed
+ * into place, so readers never see one without its metadata. Returns an
+ * O_RDWR descriptor, or -1 with errno set.
+ */
+NOINLINE static int cache_create_part(struct object *obj,
+                                      const struct object_meta *want,
+                                      long long *offset, EVP_MD_CTX *sha)
 {
     char tmp[PATH_MAX + 64];
     char block[OFFLOAD_META_SIZE];
@@ -2580,32 +2697,23 @@ NOINLINE static int cache_create_part(struct object *obj, const struct object_me
     int fd;
 
     *offset = 0;
-    *crc = crc32(0L, Z_NULL, 0);
     fd = open(obj->part_path, O_RDWR | O_CLOEXEC);
     if (fd >= 0) {
         if (meta_read(fd, &old) == 0 && meta_matches(&old, obj->key, want) &&
             fstat(fd, &st) == 0 && st.st_size > OFFLOAD_META_SIZE &&
             st.st_size <= OFFLOAD_META_SIZE + want->length) {
-            /* resume: the CRC must cover what is already there */
+            /* resume: the digest must cover what is already there */
             long long done = st.st_size - OFFLOAD_META_SIZE;
-            long long pos = 0;
-            static char buf[OFFLOAD_IO_BUFFER];
-            while (pos < done) {
-                size_t want_n = (size_t)(done - pos < (long long)sizeof(buf)
-                                             ? done - pos : (long long)sizeof(buf));
-                ssize_t n = pread(fd, buf, want_n, OFFLOAD_META_SIZE + pos);
-                if (n <= 0)
-                    break;
-                *crc = crc32(*crc, (const Bytef *)buf, (uInt)n);
-                pos += n;
-            }
-            if (pos == done) {
+            if (sha256_start(sha) == 0 && body_hash(fd, done, sha) == done) {
                 *offset = done;
                 return fd;
             }
-            *crc = crc32(0L, Z_NULL, 0);
         }
         close(fd);
+    }
+    if (sha256_start(sha) != 0) {
+        errno = ENOMEM;
+        return -1;
     }
     if (meta_encode(want, block) != 0) {
         errno = ENAMETOOLONG;
@@ -3060,37 +3168,58 @@ static void list_entry(struct cache_entry *e, void *ctx)
     }
 }
 
-/* --cache-verify: check each complete object's CRC-32 against its data;
- * remove and report the ones that differ. */
+/*
+ * Check the complete copy open on fd, whose metadata is m: are its bytes
+ * the ones whose SHA-256 was stored when it was filled? Returns 1 when
+ * they are, 0 when they are not (or the file is short), -1 when it has
+ * no digest to check against (a copy kept from before digests) or the
+ * hash failed.
+ */
+static int copy_intact(int fd, const struct object_meta *m)
+{
+    char sha[OFFLOAD_SHA256_B64_LEN + 1];
+    EVP_MD_CTX *ctx;
+    int rc = -1;
+
+    if (m->sha256[0] == '\0' || (ctx = EVP_MD_CTX_new()) == NULL)
+        return -1;
+    if (sha256_start(ctx) == 0) {
+        long long got = body_hash(fd, m->length, ctx);
+        if (got != m->length)
+            rc = 0;
+        else if (sha256_finish(ctx, sha) == 0)
+            rc = strcmp(sha, m->sha256) == 0;
+    }
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+/* --cache-verify: check each complete object's SHA-256 against its data;
+ * remove and report the ones that differ. bad[0] counts those, bad[1]
+ * the objects looked at, bad[2] those without a digest (kept). */
 static void verify_entry(struct cache_entry *e, void *ctx)
 {
-    static char buf[OFFLOAD_IO_BUFFER];
     long long *bad = ctx;
     struct object_meta m;
-    uLong crc = crc32(0L, Z_NULL, 0);
-    off_t pos = OFFLOAD_META_SIZE;
-    ssize_t n;
-    int fd;
+    int fd, intact = 0;
 
     if (!is_object_name(e->name))
         return;
-    memset(&m, 0, sizeof(m));
+    meta_clear(&m);
     bad[1]++;
     fd = open(e->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return;
-    if (meta_read(fd, &m) == 0 && m.complete) {
-        while ((n = pread(fd, buf, sizeof(buf), pos)) > 0) {
-            crc = crc32(crc, (const Bytef *)buf, (uInt)n);
-            pos += n;
-        }
-        if (pos == OFFLOAD_META_SIZE + m.length &&
-            (crc & 0xffffffffUL) == (m.crc32 & 0xffffffffUL)) {
-            close(fd);
-            return;
-        }
-    }
+    if (meta_read(fd, &m) == 0 && m.complete)
+        intact = copy_intact(fd, &m);
     close(fd);
+    if (intact == 1)
+        return;
+    if (intact < 0 && m.complete) {
+        printf("no digest, kept: %s (%s)\n", m.key, e->path);
+        bad[2]++;
+        return;
+    }
     printf("corrupt, removed: %s (%s)\n", m.key[0] ? m.key : e->name, e->path);
     unlink(e->path);
     bad[0]++;
@@ -3120,11 +3249,11 @@ static int cache_tool(const char *tool, const char *arg)
         return 0;
     }
     if (strcmp(tool, "--cache-verify") == 0) {
-        long long bad[2] = {0, 0};
+        long long bad[3] = {0, 0, 0};
         if (cache_walk(verify_entry, bad) != 0)
             goto unreadable;
-        printf("%lld objects verified, %lld corrupt (removed)\n", bad[1],
-               bad[0]);
+        printf("%lld objects verified, %lld corrupt (removed), %lld without "
+               "a digest (kept)\n", bad[1], bad[0], bad[2]);
         return bad[0] ? 1 : 0;
     }
     if (strcmp(tool, "--cache-purge-all") == 0) {
@@ -3159,6 +3288,161 @@ unreadable:
     fprintf(stderr, "%s: cannot read the cache %s: %s\n", g_progname,
             g_cfg.cache_dir, strerror(errno));
     return 1;
+}
+
+/* ======================================================================
+ * The scrubber: the whole cache re-read at ScrubRate
+ * ====================================================================== */
+
+static pid_t g_scrub_pid;                     /* parent: the scrubber, or 0 */
+static long long g_scrub_started;             /* parent: when, now_ms() */
+
+/* What one pass of the scrubber has done, and its pace. */
+struct scrub_pass {
+    long long started;             /* now_ms() at its start */
+    long long bytes;               /* read so far */
+    long long copies;              /* complete copies checked */
+    long long removed;             /* of those, found corrupt */
+};
+
+/* Sleep until bytes read since the pass began keep to ScrubRate. */
+static void scrub_pace(const struct scrub_pass *p)
+{
+    long long due = p->started + p->bytes * 1000 / g_cfg.scrub_rate;
+    long long wait = due - now_ms();
+
+    if (wait > 0) {
+        struct timespec ts = {wait / 1000, (wait % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* The SHA-256 of the body of the copy open on fd (length bytes after its
+ * metadata), read at ScrubRate, into out. Returns 0, or -1 when it is
+ * short or could not be read. */
+static int scrub_hash(int fd, long long length, struct scrub_pass *p, char *out)
+{
+    static char buf[OFFLOAD_IO_BUFFER];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    long long pos = 0;
+    int rc = -1;
+
+    if (ctx == NULL || sha256_start(ctx) != 0)
+        goto out;
+    while (pos < length) {
+        size_t n = (size_t)(length - pos < (long long)sizeof(buf)
+                                ? length - pos : (long long)sizeof(buf));
+        ssize_t got = pread(fd, buf, n, OFFLOAD_META_SIZE + pos);
+
+        if (got <= 0 || EVP_DigestUpdate(ctx, buf, (size_t)got) != 1)
+            goto out;
+        pos += got;
+        p->bytes += got;
+        scrub_pace(p);
+    }
+    rc = sha256_finish(ctx, out);
+out:
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+/* Check one complete copy; remove it when its bytes are not the ones
+ * its stored digest names, unless it was replaced meanwhile. */
+static void scrub_entry(struct cache_entry *e, void *ctx)
+{
+    char sha[OFFLOAD_SHA256_B64_LEN + 1];
+    struct scrub_pass *p = ctx;
+    struct object_meta m;
+    struct stat now, st;
+    int fd;
+
+    if (!is_object_name(e->name) || (fd = open(e->path, O_RDONLY | O_CLOEXEC)) < 0)
+        return;
+    meta_clear(&m);
+    if (fstat(fd, &st) == 0 && meta_read(fd, &m) == 0 && m.complete &&
+        m.sha256[0] && scrub_hash(fd, m.length, p, sha) == 0) {
+        p->copies++;
+        if (strcmp(sha, m.sha256) != 0 && stat(e->path, &now) == 0 &&
+            now.st_ino == st.st_ino && unlink(e->path) == 0) {
+            METRIC_ADD(cache_bytes, -(int64_t)st.st_size);
+            METRIC_ADD(cache_objects, -1);
+            METRIC_ADD(scrub_corrupt, 1);
+            p->removed++;
+            log_msg("error", "scrub: %s is corrupt (SHA-256 %s, stored %s), "
+                    "removed", m.key, sha, m.sha256);
+        }
+    }
+    close(fd);
+}
+
+/* The scrubber's life (parent: the daemon's PID): at the lowest CPU and
+ * I/O priority, one pass over the cache after another. Never returns. */
+static void scrub_main(pid_t parent)
+{
+    long long passes;
+    sigset_t none;
+
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    /* the parent's mask blocks SIGTERM outside its waits: a scrubber
+     * that kept it could not be stopped; nor may it outlive the parent */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+        _exit(0);
+    if (setpriority(PRIO_PROCESS, 0, OFFLOAD_SCRUB_NICE) != 0) {
+        /* not fatal: it only reads */
+    }
+    /* ioprio_set() has no libc wrapper: the idle I/O class, which gets
+     * the disk only when nobody else wants it */
+    syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0,
+            3 << 13 /* IOPRIO_CLASS_IDLE */);
+    proctitle_set("offload: scrubbing the cache at %lld bytes/s",
+                  g_cfg.scrub_rate);
+    for (passes = 0;;) {
+        struct scrub_pass p = {now_ms(), 0, 0, 0};
+
+        cache_walk(scrub_entry, &p);
+        passes++;
+        proctitle_set("offload: scrubbing the cache at %lld bytes/s, pass "
+                      "%lld done: %lld copies, %lld removed",
+                      g_cfg.scrub_rate, passes, p.copies, p.removed);
+        if (p.bytes == 0)
+            sleep(OFFLOAD_SCRUB_IDLE_SECONDS);  /* an empty cache */
+    }
+}
+
+/* Parent: keep a scrubber running while ScrubRate is set (restarted at
+ * most once per OFFLOAD_SCRUB_IDLE_SECONDS if it dies), none while it is
+ * not. */
+static void scrub_keep_running(void)
+{
+    pid_t pid, parent;
+
+    if (g_cfg.scrub_rate == 0 || g_cfg.docroot[0]) {
+        if (g_scrub_pid > 0)
+            kill(g_scrub_pid, SIGTERM);
+        return;
+    }
+    if (g_scrub_pid > 0 ||
+        now_ms() - g_scrub_started < OFFLOAD_SCRUB_IDLE_SECONDS * 1000LL)
+        return;
+    g_scrub_started = now_ms();
+    parent = getpid();
+    pid = fork();
+    if (pid == 0) {
+        int j;
+        for (j = 0; j < g_nlisten_fd; j++)
+            close(g_listen_fd[j]);
+        scrub_main(parent);
+    }
+    if (pid < 0)
+        log_msg("error", "fork for the scrubber: %s", strerror(errno));
+    else
+        g_scrub_pid = pid;
 }
 
 /* ======================================================================
@@ -3386,7 +3670,8 @@ static int base_has_version(const struct base_response *br,
                             const struct object_meta *m)
 {
     return br->status == 200 && !br->chunked &&
-           version_same(m, br->content_length, br->etag, br->last_modified);
+           version_same(m, br->content_length, br->etag, br->last_modified,
+                        br->sha256);
 }
 
 /* Is br the 206 answer with bytes [first, last] of the version m? */
@@ -3401,7 +3686,8 @@ static int base_has_range(const struct base_response *br,
     return br->status == 206 && !br->chunked &&
            br->content_length == last - first + 1 &&
            strcmp(br->content_range, expect) == 0 &&
-           version_same(m, m->length, br->etag, br->last_modified);
+           version_same(m, m->length, br->etag, br->last_modified,
+                        br->sha256);
 }
 
 /* Header lines asking the base for bytes first..last (last < 0: to the
@@ -3647,6 +3933,20 @@ static size_t object_headers(const struct object *obj, char *buf, size_t sz)
     return n < 0 ? 0 : (size_t)n >= sz ? sz - 1 : (size_t)n;
 }
 
+/* The digest fields of a whole body whose SHA-256 is known (RFC 9530's
+ * Repr-Digest, and RFC 3230's Digest, which aria2 and wget read) into
+ * buf. Returns their length (0 when the digest is unknown). */
+static size_t digest_fields(const char *sha256, char *buf, size_t sz)
+{
+    int n;
+
+    if (sha256[0] == '\0')
+        return 0;
+    n = snprintf(buf, sz, "Repr-Digest: sha-256=:%s:\r\nDigest: SHA-256=%s\r\n",
+                 sha256, sha256);
+    return n < 0 || (size_t)n >= sz ? 0 : (size_t)n;
+}
+
 /* Is the client's cached copy current (If-None-Match, If-Modified-Since)? */
 static int request_not_modified(const struct request *rq,
                                 const struct object_meta *m)
@@ -3740,6 +4040,8 @@ static int serve_object(struct conn *cc, struct request *rq, struct object *obj)
         return send_error(cc, rq, 416, hdr, "Range not satisfiable.");
     }
     if (rr == RANGE_NONE) {
+        more += digest_fields(m->sha256, more, room);
+        room = sizeof(hdr) - (size_t)(more - hdr);
         snprintf(more, room, "Content-Type: %s\r\nContent-Length: %lld\r\n",
                  type, m->length);
         if (send_head_as(cc, rq, 200, hdr,
@@ -3777,7 +4079,7 @@ struct fetch {
     struct object_meta *want;      /* the version being fetched */
     int fd;                        /* the .part */
     long long offset;              /* body bytes in the .part */
-    uLong crc;                     /* of those bytes */
+    EVP_MD_CTX *sha;               /* SHA-256 of those bytes */
     const char *why;               /* NULL, or why it failed */
     int local_error;               /* our disk failed, not the base */
 };
@@ -3821,8 +4123,7 @@ static int fetch_begin(struct fetch *f, struct conn *c,
     }
     if (br->status == 200 && f->offset > 0) {
         f->offset = 0;
-        f->crc = crc32(0L, Z_NULL, 0);
-        if (ftruncate(f->fd, OFFLOAD_META_SIZE) != 0) {
+        if (sha256_start(f->sha) != 0 || ftruncate(f->fd, OFFLOAD_META_SIZE)) {
             f->why = strerror(errno);
             return -1;
         }
@@ -3837,9 +4138,41 @@ static int fetch_begin(struct fetch *f, struct conn *c,
     return -1;
 }
 
-/* Copy the body from the base into the .part, holding back its last
- * bytes until the base confirms the version again. Returns 0, or -1
- * with f->why set. */
+/*
+ * All the body but its last bytes is in: is it the file the base has?
+ * The version must still be current (a file rewritten in place while it
+ * was sent may be a mix of two), and the SHA-256 of the whole body, now
+ * finished, the one the base advertised, if it did. Stores the digest in
+ * f->want. Returns 0, or -1 with f->why set.
+ */
+static int fetch_verify(struct fetch *f)
+{
+    static char why[160 + 2 * OFFLOAD_SHA256_B64_LEN];
+    char sha[OFFLOAD_SHA256_B64_LEN + 1];
+
+    if (!fetch_still_current(f)) {
+        f->why = "the file changed on the base during the fetch";
+        return -1;
+    }
+    if (sha256_finish(f->sha, sha) != 0) {
+        f->why = "SHA-256 failed";
+        return -1;
+    }
+    if (f->want->sha256[0] && strcmp(sha, f->want->sha256) != 0) {
+        snprintf(why, sizeof(why), "the body's SHA-256 %s is not the %s the "
+                 "base advertised", sha, f->want->sha256);
+        f->why = why;
+        METRIC_ADD(digest_mismatches, 1);
+        return -1;
+    }
+    memcpy(f->want->sha256, sha, sizeof(sha));
+    return 0;
+}
+
+/* Copy the body from the base into the .part, hashing it, and hold its
+ * last bytes back until fetch_verify() accepts it: no reader takes a
+ * whole body that is a mix of two versions or fails its digest. Returns
+ * 0, or -1 with f->why set. */
 static int fetch_body(struct fetch *f, struct conn *c, struct base_response *br)
 {
     static char buf[OFFLOAD_IO_BUFFER];
@@ -3854,18 +4187,17 @@ static int fetch_body(struct fetch *f, struct conn *c, struct base_response *br)
                               : strerror(errno);
             return -1;
         }
-        if (got == left && !fetch_still_current(f)) {
-            /* held back, the last bytes keep every reader from taking a
-             * mix of two versions for a whole file */
-            f->why = "the file changed on the base during the fetch";
+        if (EVP_DigestUpdate(f->sha, buf, (size_t)got) != 1) {
+            f->why = "SHA-256 failed";
             return -1;
         }
+        if (got == left && fetch_verify(f) != 0)
+            return -1;
         if (pwrite_all(f->fd, buf, (size_t)got, OFFLOAD_META_SIZE + f->offset)) {
             f->why = strerror(errno);
             f->local_error = 1;
             return -1;
         }
-        f->crc = crc32(f->crc, (const Bytef *)buf, (uInt)got);
         f->offset += got;
     }
     return 0;
@@ -3901,8 +4233,8 @@ static int fetch_object(struct fetch *f)
     struct conn base = CONN_CLOSED;
     int rc = -1;
 
-    if (fetch_begin(f, &base, &br) == 0 && fetch_body(f, &base, &br) == 0) {
-        f->want->crc32 = f->crc;
+    if (fetch_begin(f, &base, &br) == 0 && fetch_body(f, &base, &br) == 0 &&
+        (f->want->length > 0 || fetch_verify(f) == 0)) {
         rc = cache_publish(f->obj, f->fd, f->want);
         if (rc == 0) {
             /* the new object is in use by its clients: not to be evicted */
@@ -3974,6 +4306,8 @@ static int bypass_send_head(struct conn *cc, struct request *rq,
     if (br->last_modified[0])
         n += (size_t)snprintf(hdr + n, sizeof(hdr) - n,
                               "Last-Modified: %s\r\n", br->last_modified);
+    if (br->status == 200)
+        n += digest_fields(br->sha256, hdr + n, sizeof(hdr) - n);
     snprintf(hdr + n, sizeof(hdr) - n,
              "Accept-Ranges: bytes\r\nContent-Length: %lld\r\n",
              br->content_length);
@@ -4081,11 +4415,13 @@ NOINLINE static int fetch_start(struct conn *cc, const struct request *rq,
                                 struct object *obj, struct object_meta *want,
                                 int lock_fd)
 {
-    struct fetch f = {rq, obj, want, -1, 0, 0, NULL, 0};
+    struct fetch f = {rq, obj, want, -1, 0, NULL, NULL, 0};
     pid_t pid;
 
-    f.fd = cache_create_part(obj, want, &f.offset, &f.crc);
+    f.sha = EVP_MD_CTX_new();
+    f.fd = f.sha ? cache_create_part(obj, want, &f.offset, f.sha) : -1;
     if (f.fd < 0) {
+        EVP_MD_CTX_free(f.sha);
         cache_log_error(obj, "creating the copy");
         close(lock_fd);
         return 1;
@@ -4097,6 +4433,7 @@ NOINLINE static int fetch_start(struct conn *cc, const struct request *rq,
     }
     if (pid > 0)
         g_fetchers_started++;
+    EVP_MD_CTX_free(f.sha);
     close(f.fd);
     close(lock_fd);
     if (pid < 0) {
@@ -4441,6 +4778,14 @@ NOINLINE static int serve_status(struct conn *cc, struct request *rq)
          "offload_refused_total{reason=\"dupe\"} %llu\n"
          "offload_refused_total{reason=\"max_clients\"} %llu\n",
          LOAD(m->refused_dupe), LOAD(m->refused_busy));
+    EMIT("# HELP offload_digest_mismatches_total Fills refused because the "
+         "body's SHA-256 was not the one the base advertised.\n"
+         "# TYPE offload_digest_mismatches_total counter\n"
+         "offload_digest_mismatches_total %llu\n", LOAD(m->digest_mismatches));
+    EMIT("# HELP offload_scrub_corrupt_total Copies the scrubber found "
+         "corrupt and removed.\n"
+         "# TYPE offload_scrub_corrupt_total counter\n"
+         "offload_scrub_corrupt_total %llu\n", LOAD(m->scrub_corrupt));
     EMIT("# HELP offload_evictions_total Objects evicted for CacheMaxSize.\n"
          "# TYPE offload_evictions_total counter\n"
          "offload_evictions_total %llu\n", LOAD(m->evictions));
@@ -4636,6 +4981,8 @@ static int serve_version(struct conn *cc, struct request *rq,
         rq->cache_status = cache_open_complete(obj, want) == 0 ? CS_HIT
                                                                 : CS_MISS;
         cache_object_close(obj);
+        if (rq->cache_status == CS_HIT && want->sha256[0] == '\0')
+            copy_string(want->sha256, sizeof(want->sha256), obj->meta.sha256);
         obj->meta = *want;
         return serve_object(cc, rq, obj);
     }
@@ -5083,6 +5430,8 @@ static void reap_children(void)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == g_scrub_pid)
+            g_scrub_pid = 0;
         for (i = 0; i < g_cfg.max_clients; i++) {
             if (g_book->pid[i] == pid) {
                 g_book->pid[i] = 0;
@@ -5180,7 +5529,8 @@ static void signals_catch_all(sigset_t *block)
         signal_catch(sigs[i]);
 }
 
-/* Act on the signals that came: reap, reload, reopen the logs. */
+/* Act on the signals that came: reap, reload, reopen the logs; keep the
+ * scrubber running as configured. */
 static void signals_handle(void)
 {
     if (g_got_sigchld) {
@@ -5190,12 +5540,16 @@ static void signals_handle(void)
     if (g_got_sighup) {
         g_got_sighup = 0;
         config_reload();
+        if (g_scrub_pid > 0)
+            kill(g_scrub_pid, SIGTERM);  /* restarted at the new rate */
+        g_scrub_started = 0;
     }
     if (g_got_sigusr1) {
         g_got_sigusr1 = 0;
         if (logs_open() != 0)
             log_msg("error", "reopening the logs: %s", strerror(errno));
     }
+    scrub_keep_running();
 }
 
 /* Wait, with signals let through, until a listening socket or a
@@ -5284,6 +5638,8 @@ static void shutdown_children(const sigset_t *empty)
     for (i = 0; i < g_nlisten_fd; i++)
         close(g_listen_fd[i]);
     pid_file_release();
+    if (g_scrub_pid > 0)
+        kill(g_scrub_pid, SIGTERM);
     for (i = 0; i < g_cfg.max_clients; i++) {
         if (g_book->pid[i] > 0)
             kill(g_book->pid[i], SIGTERM);

@@ -200,12 +200,13 @@ static void test_meta(void)
     strcpy(m.last_modified, "Sun, 22 Nov 2026 04:24:51 GMT");
     strcpy(m.content_type, "application/x-iso9660-image");
     m.length = 123456789012LL;
-    m.crc32 = 0xdeadbeef;
+    strcpy(m.sha256, "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=");
     m.complete = 1;
     CHECK(meta_encode(&m, block) == 0);
     CHECK(meta_decode(block, sizeof(block), &d) == 0);
     CHECK(strcmp(d.key, m.key) == 0 && strcmp(d.etag, m.etag) == 0 &&
-          d.length == m.length && d.crc32 == m.crc32 && d.complete == 1 &&
+          d.length == m.length && strcmp(d.sha256, m.sha256) == 0 &&
+          d.complete == 1 &&
           strcmp(d.content_type, m.content_type) == 0);
     want = m;
     strcpy(want.etag, "\"12-34\"");     /* the same ETag, now strong */
@@ -373,6 +374,47 @@ static void test_base_response(void)
           0 && br.chunked);
 }
 
+/* Digest fields from the base: Repr-Digest (RFC 9530), Digest (RFC
+ * 3230), and a digest taking part in "the same version". */
+static void test_digests(void)
+{
+    static const char abc[] = "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=";
+    char out[OFFLOAD_SHA256_B64_LEN + 1] = "";
+    struct object_meta m;
+
+    CHECK(digest_field_sha256("sha-256=:ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/"
+                              "YfIAFa0=:", 0, out) == 1 &&
+          strcmp(out, abc) == 0);
+    out[0] = '\0';
+    CHECK(digest_field_sha256("sha-512=:AAAA:, sha-256=:ungWv48Bz+pBQUDeXa4iI7"
+                              "ADYaOWF3qctBD/YfIAFa0=:", 0, out) == 1 &&
+          strcmp(out, abc) == 0);
+    out[0] = '\0';
+    CHECK(digest_field_sha256("MD5=kAFQmDzST7DWlj99KOF/cg==, SHA-256=ungWv48B"
+                              "z+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=", 1, out) == 1 &&
+          strcmp(out, abc) == 0);
+    out[0] = '\0';
+    /* no colons in Repr-Digest, a short value, a bad character */
+    CHECK(digest_field_sha256("sha-256=ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/"
+                              "YfIAFa0=", 0, out) == 0 && out[0] == '\0');
+    CHECK(digest_field_sha256("sha-256=:ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/"
+                              "YfIA=:", 0, out) == 0);
+    CHECK(digest_field_sha256("SHA-256=ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/"
+                              "YfIAF*0=", 1, out) == 0);
+    CHECK(digest_field_sha256("Sha-256=:ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/"
+                              "YfIAFa0=:", 0, out) == 0);
+    meta_clear(&m);
+    m.length = 3;
+    strcpy(m.etag, "\"3-x\"");
+    strcpy(m.last_modified, "Sun, 22 Nov 2026 04:24:51 GMT");
+    CHECK(version_same(&m, 3, "\"3-x\"", m.last_modified, abc));
+    strcpy(m.sha256, abc);
+    CHECK(version_same(&m, 3, "\"3-x\"", m.last_modified, ""));
+    CHECK(version_same(&m, 3, "\"3-x\"", m.last_modified, abc));
+    CHECK(!version_same(&m, 3, "\"3-x\"", m.last_modified,
+                        "LCa0a2j/xo/5m0U8HTBBNBNCLXBkg7+g+YpeiGJm564="));
+}
+
 int main(void)
 {
     test_request_parse();
@@ -383,6 +425,7 @@ int main(void)
     test_settings();
     test_settings_table();
     test_base_response();
+    test_digests();
     printf("unit: %d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
 }
