@@ -404,6 +404,21 @@
 
 /* ---- integrity --------------------------------------------------------- */
 
+/* Bytes of a SHA-256 digest. */
+#ifndef OFFLOAD_SHA256_BYTES
+#define OFFLOAD_SHA256_BYTES 32
+#endif
+
+/* OffloadDigestFile: the most of the list read to find a file's line,
+ * and the longest line (a file name of up to 4 KiB after the digest). */
+#ifndef OFFLOAD_MAX_DIGEST_FILE
+#define OFFLOAD_MAX_DIGEST_FILE (4 * 1024 * 1024)
+#endif
+
+#ifndef OFFLOAD_MAX_DIGEST_LINE
+#define OFFLOAD_MAX_DIGEST_LINE (4096 + 2 * OFFLOAD_SHA256_BYTES + 8)
+#endif
+
 /* A SHA-256 digest in base64, as Repr-Digest (RFC 9530) and Digest (RFC
  * 3230) carry it: 44 characters for 32 bytes. */
 #ifndef OFFLOAD_SHA256_B64_LEN

@@ -63,6 +63,8 @@
 #include "scoreboard.h"
 
 #include "apr_atomic.h"
+#include "apr_base64.h"
+#include "apr_escape.h"
 #include "apr_fnmatch.h"
 #include "apr_lib.h"
 #include "apr_md5.h"
@@ -153,6 +155,7 @@ typedef struct {
     apr_array_header_t *exclude_types;  /* const char * */
     apr_array_header_t *exclude_agents; /* const char * */
     apr_array_header_t *exclude_addrs;  /* offload_addr_rule * */
+    const char *digest_file;            /* OffloadDigestFile; "" Off */
 } offload_dir_conf;
 
 /* Every target declared in the configuration files of this generation. */
@@ -255,6 +258,8 @@ static void *offload_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
         offload_merge_list(p, base->exclude_agents, add->exclude_agents);
     conf->exclude_addrs =
         offload_merge_list(p, base->exclude_addrs, add->exclude_addrs);
+    conf->digest_file =
+        add->digest_file != NULL ? add->digest_file : base->digest_file;
     return conf;
 }
 
@@ -786,6 +791,31 @@ static const char *offload_cmd_busy_threshold(cmd_parms *cmd, void *dconf,
                             arg, OFFLOAD_MAX_BUSY_THRESHOLD);
     }
     conf->busy_threshold = (int)n;
+    return NULL;
+}
+
+/*
+ * OffloadDigestFile NAME|Off: the file in sha256sum format, in the same
+ * directory as each file, whose line for the file gives its digest.
+ * Returns NULL, or an error sentence.
+ */
+static const char *offload_cmd_digest_file(cmd_parms *cmd, void *dconf,
+                                           const char *arg)
+{
+    offload_dir_conf *conf = dconf;
+
+    if (strcasecmp(arg, "Off") == 0) {
+        conf->digest_file = "";
+        return NULL;
+    }
+    if (*arg == '\0' || ap_strchr_c(arg, '/') != NULL || strcmp(arg, ".") == 0 ||
+        strcmp(arg, "..") == 0) {
+        return apr_psprintf(cmd->pool,
+                            "OffloadDigestFile %s: expected a file name in "
+                            "the file's own directory (no /), or Off",
+                            arg);
+    }
+    conf->digest_file = arg;
     return NULL;
 }
 
@@ -1770,6 +1800,101 @@ static const offload_rule *offload_rule_at(int i)
     return &offload_request_rules[i - OFFLOAD_NFILE_RULES];
 }
 
+/* ---- digests ----------------------------------------------------------- */
+
+/*
+ * Returns the base64 of the SHA-256 that one sha256sum line ("HEX  NAME"
+ * or "HEX *NAME", NAME possibly after "./") gives for a file called
+ * name, from pool p; NULL when the line is about another file or is not
+ * one. Modifies line (its end of line).
+ */
+static const char *offload_sum_line(apr_pool_t *p, char *line,
+                                    const char *name)
+{
+    unsigned char raw[OFFLOAD_SHA256_BYTES];
+    apr_size_t len = 0;
+    const char *file;
+    char *b64;
+
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strlen(line) < 2 * OFFLOAD_SHA256_BYTES + 3 ||
+        line[2 * OFFLOAD_SHA256_BYTES] != ' ' ||
+        (line[2 * OFFLOAD_SHA256_BYTES + 1] != ' ' &&
+         line[2 * OFFLOAD_SHA256_BYTES + 1] != '*')) {
+        return NULL;
+    }
+    file = line + 2 * OFFLOAD_SHA256_BYTES + 2;
+    if (strncmp(file, "./", 2) == 0) {
+        file += 2;
+    }
+    if (strcmp(file, name) != 0 ||
+        apr_unescape_hex(raw, line, 2 * OFFLOAD_SHA256_BYTES, 0, &len) !=
+            APR_SUCCESS ||
+        len != OFFLOAD_SHA256_BYTES) {
+        return NULL;
+    }
+    b64 = apr_palloc(p, apr_base64_encode_len(OFFLOAD_SHA256_BYTES));
+    apr_base64_encode(b64, (const char *)raw, OFFLOAD_SHA256_BYTES);
+    return b64;
+}
+
+/*
+ * Returns the SHA-256 of r's file in base64, as its directory's
+ * OffloadDigestFile gives it when that file is not older than r's, or
+ * NULL. Only for a plain file that the default handler serves. Reads at
+ * most OFFLOAD_MAX_DIGEST_FILE bytes of the list; never hashes a file.
+ */
+static const char *offload_file_digest(request_rec *r,
+                                       const offload_dir_conf *conf)
+{
+    char line[OFFLOAD_MAX_DIGEST_LINE];
+    const char *name, *path, *b64 = NULL;
+    apr_finfo_t fi;
+    apr_file_t *f;
+    apr_off_t seen = 0;
+
+    if (conf->digest_file == NULL || conf->digest_file[0] == '\0' ||
+        r->finfo.filetype != APR_REG || r->filename == NULL ||
+        offload_handler(r, conf) != NULL) {
+        return NULL;
+    }
+    name = ap_strrchr_c(r->filename, '/');
+    name = name != NULL ? name + 1 : r->filename;
+    path = apr_pstrcat(r->pool, ap_make_dirstr_parent(r->pool, r->filename),
+                       conf->digest_file, NULL);
+    if (apr_stat(&fi, path, APR_FINFO_MTIME | APR_FINFO_TYPE, r->pool) !=
+            APR_SUCCESS ||
+        fi.filetype != APR_REG || fi.mtime < r->finfo.mtime ||
+        apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BUFFERED, 0,
+                      r->pool) != APR_SUCCESS) {
+        return NULL;
+    }
+    while (b64 == NULL && seen < OFFLOAD_MAX_DIGEST_FILE &&
+           apr_file_gets(line, sizeof(line), f) == APR_SUCCESS) {
+        seen += (apr_off_t)strlen(line);
+        b64 = offload_sum_line(r->pool, line, name);
+    }
+    apr_file_close(f);
+    return b64;
+}
+
+/*
+ * Adds r's digest, when its OffloadDigestFile knows it, to the header
+ * table t as Repr-Digest (RFC 9530) and Digest (RFC 3230).
+ */
+static void offload_add_digest(request_rec *r, const offload_dir_conf *conf,
+                               apr_table_t *t)
+{
+    const char *b64 = offload_file_digest(r, conf);
+
+    if (b64 != NULL) {
+        apr_table_setn(t, "Repr-Digest",
+                       apr_pstrcat(r->pool, "sha-256=:", b64, ":", NULL));
+        apr_table_setn(t, "Digest", apr_pstrcat(r->pool, "SHA-256=", b64,
+                                                NULL));
+    }
+}
+
 /* ---- hooks ------------------------------------------------------------- */
 
 /*
@@ -1850,6 +1975,10 @@ static void offload_link_headers(request_rec *r, const offload_dir_conf *conf,
                                     order[i]->base, offload_raw_path(r),
                                     pri++));
     }
+    /* RFC 6249: strict clients use rel=duplicate only with a digest */
+    if (pri > 1) {
+        offload_add_digest(r, conf, r->headers_out);
+    }
 }
 
 /*
@@ -1872,6 +2001,8 @@ static int offload_redirect(request_rec *r, const offload_dir_conf *conf,
     offload_count_redirect(sc, order[i]->target);
     apr_table_setn(r->notes, "offload-host", order[i]->base);
     apr_table_setn(r->headers_out, "Location", location);
+    /* a redirect keeps only Location of headers_out */
+    offload_add_digest(r, conf, r->err_headers_out);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "offload: %s -> %s", r->uri,
                   location);
     return offload_redirect_status(conf);
@@ -1906,6 +2037,10 @@ static int offload_fixups(request_rec *r)
     }
     if (offload_declined(r, conf, sc, offload_file_rules, OFFLOAD_NFILE_RULES,
                          0)) {
+        /* the offload host's own fetch: the digest it checks the fill by */
+        if (apr_table_get(r->headers_in, OFFLOAD_BYPASS_HEADER) != NULL) {
+            offload_add_digest(r, conf, r->headers_out);
+        }
         return DECLINED;
     }
     if (offload_declined(r, conf, sc, offload_request_rules,
@@ -2399,6 +2534,10 @@ static const command_rec offload_cmds[] = {
                  (void *)offsetof(offload_dir_conf, link_headers), OR_OPTIONS,
                  "On to name the offload hosts in Link: rel=duplicate "
                  "headers of the files served here"),
+    AP_INIT_TAKE1("OffloadDigestFile", offload_cmd_digest_file, NULL,
+                  OR_OPTIONS,
+                  "the sha256sum file (e.g. SHA256SUMS) in each file's "
+                  "directory that gives its digest, or Off"),
     AP_INIT_FLAG("OffloadHealthCheck", offload_cmd_hc, NULL, RSRC_CONF,
                  "On to check every OffloadHost periodically (server config "
                  "only)"),

@@ -337,3 +337,79 @@ def stored_meta_one(path):
     with open(path, "rb") as fh:
         block = fh.read(4096).split(b"\0", 1)[0].decode()
     return [line[4:] for line in block.splitlines() if line.startswith("key ")][0]
+
+
+# ------------------------------------------- digests from the base's module
+
+def sums_line(data, name, binary=False):
+    """A line of sha256sum's output (-b: binary mode, "HEX *NAME")."""
+    return "%s %s%s\n" % (hashlib.sha256(data).hexdigest(),
+                          "*" if binary else " ", name)
+
+
+def digest_site(apache_factory, files, sums_text):
+    """A base with the module: files {name: bytes} under /pub/, with a
+    SHA256SUMS holding sums_text (written after the files: not older)."""
+    a = apache_factory(conf_extra="OffloadEngine On\nOffloadHost dl.invalid\n"
+                       "OffloadMinSize 0\nOffloadDigestFile SHA256SUMS\n",
+                       start=False)
+    pub = os.path.join(a.docroot, "pub")
+    os.makedirs(pub, exist_ok=True)
+    for name, data in files.items():
+        with open(os.path.join(pub, name), "wb") as f:
+            f.write(data)
+    with open(os.path.join(pub, "SHA256SUMS"), "w") as f:
+        f.write(sums_text)
+    a.start()
+    return a, pub
+
+
+def ask_base(a, method, path, bypass):
+    c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=30)
+    try:
+        c.request(method, path, headers={"X-Mod-Offload-Bypass": "true"}
+                  if bypass else {})
+        r = c.getresponse()
+        r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}
+    finally:
+        c.close()
+
+
+def test_module_gives_the_digest_file_s_digest(apache_factory):
+    one, two = pattern_bytes(100 * KB, 1), pattern_bytes(50 * KB, 2)
+    a, pub = digest_site(apache_factory, {"one.bin": one, "two.bin": two},
+                         "# checksums\n" + sums_line(two, "two.bin", binary=True) +
+                         sums_line(one, "./one.bin"))
+    status, h = ask_base(a, "GET", "/pub/one.bin", bypass=False)
+    assert status == 302 and h["location"].endswith("/pub/one.bin")
+    assert h["repr-digest"] == "sha-256=:%s:" % b64sha(one)
+    assert h["digest"] == "SHA-256=%s" % b64sha(one)
+    for method in ("HEAD", "GET"):
+        status, h = ask_base(a, method, "/pub/two.bin", bypass=True)
+        assert status == 200 and h["repr-digest"] == "sha-256=:%s:" % b64sha(two)
+    # a list older than the file says nothing about it
+    os.utime(os.path.join(pub, "SHA256SUMS"), (1000000000, 1000000000))
+    status, h = ask_base(a, "HEAD", "/pub/two.bin", bypass=True)
+    assert status == 200 and "repr-digest" not in h and "digest" not in h
+
+
+def test_a_wrong_digest_line_stops_the_fill(apache_factory, daemon_factory):
+    data = pattern_bytes(3 * MB, 3)
+    a, pub = digest_site(apache_factory, {"w.bin": data},
+                         sums_line(data + b"!", "w.bin"))
+    daemon = daemon_factory(a.base_url, args=["--max-dupe-downloads", "0"])
+    status, h, got, complete = get(daemon, "/pub/w.bin")
+    assert status == 200 and not complete and len(got) < len(data)
+    assert wait_for(lambda: fetcher_below(daemon.proc.pid) is None)
+    assert stored_meta(daemon) == {}
+    assert "SHA-256 %s is not the" % b64sha(data) in daemon.log_text()
+    # the list mended: the next request is served whole, and verified
+    with open(os.path.join(pub, "SHA256SUMS"), "w") as f:
+        f.write(sums_line(data, "w.bin"))
+    status, h, got, complete = get(daemon, "/pub/w.bin")
+    assert status == 200 and complete and got == data
+    assert h["repr-digest"] == "sha-256=:%s:" % b64sha(data)
+    assert wait_for(lambda: len(stored_meta(daemon)) == 1)
+    (meta,) = stored_meta(daemon).values()
+    assert meta["sha256"] == b64sha(data)
