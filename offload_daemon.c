@@ -4385,7 +4385,7 @@ static int relay_rest(struct conn *cc, struct request *rq,
 /* In a new fetcher process: let go of what belongs to the connection
  * child, and, under --cgi, of the web server's pipes (it waits for the
  * CGI's stderr to close). */
-static void fetcher_detach(struct conn *cc, const struct object *obj)
+static void fetcher_detach(struct conn *cc, struct object *obj)
 {
     conn_close(cc);
     conn_close(&g_base);
@@ -4402,6 +4402,7 @@ static void fetcher_detach(struct conn *cc, const struct object *obj)
         g_error_fd = -1;
     }
     g_slot = -1;
+    cache_object_close(obj);    /* the connection child's reader of it */
     proctitle_set("offload: fetching %.200s", obj->base_path);
 }
 
@@ -4416,6 +4417,7 @@ NOINLINE static int fetch_start(struct conn *cc, const struct request *rq,
                                 int lock_fd)
 {
     struct fetch f = {rq, obj, want, -1, 0, NULL, NULL, 0};
+    int reading;
     pid_t pid;
 
     f.sha = EVP_MD_CTX_new();
@@ -4426,6 +4428,11 @@ NOINLINE static int fetch_start(struct conn *cc, const struct request *rq,
         close(lock_fd);
         return 1;
     }
+    /* a reader of the .part before the fetcher starts: a fetch that
+     * fails at once (a base whose GET contradicts its HEAD) then cuts
+     * this client short like any other reader, rather than leaving it to
+     * be passed through to that base */
+    reading = cache_open_part(obj, want) == 0;
     pid = fork();
     if (pid == 0) {
         fetcher_detach(cc, obj);
@@ -4438,10 +4445,12 @@ NOINLINE static int fetch_start(struct conn *cc, const struct request *rq,
     close(lock_fd);
     if (pid < 0) {
         log_msg("error", "fork: %s", strerror(errno));
+        cache_object_close(obj);
         unlink(obj->part_path);
         return 1;
     }
-    if (cache_open_part(obj, want) == 0 || cache_open_complete(obj, want) == 0)
+    if (reading || cache_open_part(obj, want) == 0 ||
+        cache_open_complete(obj, want) == 0)
         return 0;
     return 1;
 }
