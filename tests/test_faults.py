@@ -77,6 +77,19 @@ def descendants(pid):
     return out
 
 
+def fetching(daemon):
+    """The daemon's fetchers, wherever they are below it."""
+    out = []
+    for pid in descendants(daemon.proc.pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                if f.read().startswith(b"offload: fetching"):
+                    out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -288,6 +301,10 @@ def test_cache_dir_read_only_under_a_running_daemon(base, daemon_factory,
     a = harness.write_file(os.path.join(base.docroot, "a.bin"), MB)
     b = harness.write_file(os.path.join(base.docroot, "b.bin"), MB + 1)
     assert sha(get(daemon, "/a.bin")[2]) == a
+    # the fetcher keeps the copy it wrote open until it has published it,
+    # which may be after its client has read the last byte: a file open
+    # for writing makes the remount fail ("mount point is busy")
+    assert wait_for(lambda: not fetching(daemon))
     # root ignores permission bits: make the file system itself read-only
     subprocess.run(["mount", "-o", "remount,ro", cache], check=True)
     status, _h, got, complete = get(daemon, "/b.bin")
