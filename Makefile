@@ -85,6 +85,9 @@ BENCH_PACKAGES = nginx-light wrk gnuplot-nox apache2-utils
 # has no debian/; the two .deb files are copied to DEB_OUT, then checked
 # with lintian (an error fails the build). The version is OFFLOAD_VERSION
 # in config.h, which must be the latest entry of dist/debian/changelog.
+# The build gets none of this make's variables (SANITIZE=1, CFLAGS=...)
+# nor the environment but PATH, HOME and DEB_BUILD_OPTIONS: Debian's
+# build flags only.
 VERSION     = $(shell sed -n 's/^\#define OFFLOAD_VERSION "\(.*\)"$$/\1/p' config.h)
 DEB_BUILD  ?= .run/deb
 DEB_OUT    ?= .
@@ -179,7 +182,8 @@ deb:
 	    $(DEB_BUILD)/*.buildinfo && mkdir -p $(DEB_TREE)
 	cp --parents $(DEB_SOURCES) $(DEB_TREE)/
 	cp -R dist/debian $(DEB_TREE)/debian
-	cd $(DEB_TREE) && dpkg-buildpackage -b -us -uc
+	cd $(DEB_TREE) && env -i PATH="$$PATH" HOME="$$HOME" \
+	    DEB_BUILD_OPTIONS="$$DEB_BUILD_OPTIONS" dpkg-buildpackage -b -us -uc
 	mkdir -p $(DEB_OUT)
 	cp $(addprefix $(DEB_BUILD)/,$(DEB_FILES)) $(DEB_OUT)/
 	$(LINTIAN) --fail-on error $(addprefix $(DEB_OUT)/,$(DEB_FILES))
