@@ -4,6 +4,7 @@
 #   make test         install missing Debian packages, build, run every test
 #   make demo         a private base server + offload daemon on 127.0.0.1
 #   make install      install both (DESTDIR, PREFIX honoured)
+#   make deb          Debian packages of both (see docs/operations.md)
 #   make bench        the benchmark suite against nginx (see docs/benchmarks.md)
 #   make bench-report docs/benchmarks.md and its plots from the last results
 #   make fuzz         libFuzzer targets in tests/fuzz: regressions, then
@@ -19,6 +20,7 @@ DESTDIR  ?=
 OPTFLAGS ?= -O2 -g
 WARNFLAGS = -Wall -Wextra
 CFLAGS   ?=
+CPPFLAGS ?=
 LDFLAGS  ?=
 
 # SANITIZE=1 builds the daemon and its unit tests with ASan and UBSan.
@@ -39,7 +41,7 @@ SAN_RUN_ROOT = $(shell $(PYTHON) -c 'import sys; sys.path.insert(0, "tests"); \
                  import harness; print(harness.RUN_ROOT)')
 endif
 
-DAEMON_CFLAGS = -std=gnu11 $(OPTFLAGS) $(WARNFLAGS) $(SANFLAGS) $(CFLAGS)
+DAEMON_CFLAGS = -std=gnu11 $(OPTFLAGS) $(WARNFLAGS) $(SANFLAGS) $(CPPFLAGS) $(CFLAGS)
 DAEMON_LIBS   = -lz -lcrypto
 # Symbols bound at start: children then never write to the GOT, which
 # keeps those pages shared with the parent (memory per download).
@@ -75,8 +77,28 @@ UNIT     = tests/unit_daemon
 
 # Debian packages for building and testing; bench adds its own.
 DEPS_PACKAGES = gcc make apache2 apache2-dev zlib1g-dev libssl-dev curl python3 \
-                python3-pytest aria2
+                python3-pytest aria2 build-essential debhelper dpkg-dev \
+                fakeroot lintian man-db adduser
 BENCH_PACKAGES = nginx-light wrk gnuplot-nox apache2-utils
+
+# Debian packages (make deb): built with dpkg-buildpackage in DEB_TREE, a
+# copy of these sources with dist/debian as debian/, so that the top level
+# has no debian/; the two .deb files are copied to DEB_OUT, then checked
+# with lintian (an error fails the build). The version is OFFLOAD_VERSION
+# in config.h, which must be the latest entry of dist/debian/changelog.
+# The build gets none of this make's variables (SANITIZE=1, CFLAGS=...)
+# nor the environment but PATH, HOME and DEB_BUILD_OPTIONS: Debian's
+# build flags only.
+VERSION     = $(shell sed -n 's/^\#define OFFLOAD_VERSION "\(.*\)"$$/\1/p' config.h)
+DEB_BUILD  ?= .run/deb
+DEB_OUT    ?= .
+DEB_TREE    = $(DEB_BUILD)/mod-offload-$(VERSION)
+DEB_SOURCES = Makefile config.h mod_offload.c offload_daemon.c LICENSE.txt \
+              README.md tests/unit_daemon.c $(wildcard dist/offload* docs/*.md)
+DEB_FILES   = libapache2-mod-offload_$(VERSION)_$(DEB_ARCH).deb \
+              offload-daemon_$(VERSION)_$(DEB_ARCH).deb
+DEB_ARCH    = $(shell dpkg-architecture -qDEB_HOST_ARCH 2>/dev/null)
+LINTIAN    ?= lintian
 
 PYTEST_ARGS ?=
 TEST_PATHS ?= tests
@@ -86,7 +108,7 @@ TEST_PATHS ?= tests
 SANITIZED_SUBSET ?= tests/test_hardening.py tests/test_faults.py
 
 .PHONY: all install test unit demo clean deps bench-deps bench bench-report \
-        fuzz fuzz-build fuzz-regress valgrind FORCE
+        fuzz fuzz-build fuzz-regress valgrind deb FORCE
 
 all: $(MODULE) $(DAEMON)
 
@@ -151,6 +173,21 @@ install: all
 	    >$(DESTDIR)$(PREFIX)/lib/systemd/system/offload_daemon.service
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/offload_daemon.service
 	install -m 644 dist/offload_daemon.logrotate $(DESTDIR)/etc/logrotate.d/offload_daemon
+
+deb:
+	@v=$$(dpkg-parsechangelog -l dist/debian/changelog -S Version); \
+	if [ "$$v" != "$(VERSION)" ]; then \
+	    echo "dist/debian/changelog is at $$v, config.h's OFFLOAD_VERSION" \
+	        "at $(VERSION): add a changelog entry for $(VERSION)"; exit 1; fi
+	rm -rf $(DEB_TREE) $(DEB_BUILD)/*.deb $(DEB_BUILD)/*.changes \
+	    $(DEB_BUILD)/*.buildinfo && mkdir -p $(DEB_TREE)
+	cp --parents $(DEB_SOURCES) $(DEB_TREE)/
+	cp -R dist/debian $(DEB_TREE)/debian
+	cd $(DEB_TREE) && env -i PATH="$$PATH" HOME="$$HOME" \
+	    DEB_BUILD_OPTIONS="$$DEB_BUILD_OPTIONS" dpkg-buildpackage -b -us -uc
+	mkdir -p $(DEB_OUT)
+	cp $(addprefix $(DEB_BUILD)/,$(DEB_FILES)) $(DEB_OUT)/
+	$(LINTIAN) --fail-on error $(addprefix $(DEB_OUT)/,$(DEB_FILES))
 
 # Fuzzing: build every target, run the reproducers in tests/fuzz/regress
 # and the seed corpus once (any crash fails), then fuzz each target for
@@ -237,4 +274,5 @@ bench-report:
 
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o $(DAEMON) $(UNIT) tests/__pycache__ \
-	    bench/__pycache__ .run
+	    bench/__pycache__ .run libapache2-mod-offload_*.deb \
+	    offload-daemon_*.deb

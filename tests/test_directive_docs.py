@@ -8,7 +8,7 @@ own handler as the main server config, a virtual host, a <Directory> and
 an .htaccess file would, where it is accepted and what a value does to
 the configuration. Every directive then needs an entry in
 docs/mod_offload.md whose Syntax, Default, Context and Override rows say
-the same, and a commented line in dist/offload.conf that the module
+the same, and a commented line in dist/offloader.conf that the module
 accepts, with the same default. Adding, renaming or moving a directive,
 or changing its arguments or default, fails here until both follow.
 """
@@ -23,7 +23,7 @@ import pytest
 import harness
 
 DOCS = os.path.join(harness.REPO, "docs", "mod_offload.md")
-DIST = os.path.join(harness.REPO, "dist", "offload.conf")
+DIST = os.path.join(harness.REPO, "dist", "offloader.conf")
 STUBS = os.path.join(harness.REPO, "tests", "fuzz", "fuzz_module_stubs.c")
 
 # The probe: "table" lists the directives; "fresh" prints the effective
@@ -352,7 +352,7 @@ def test_default_is_what_unset_means(probe, table):
 
 
 def dist_entries():
-    """dist/offload.conf's commented directives: [(name, args, default)],
+    """dist/offloader.conf's commented directives: [(name, args, default)],
     default being what the "Default:" line of the comment above says."""
     entries, default = [], None
     with open(DIST) as f:
@@ -373,7 +373,7 @@ def test_dist_config_lists_every_directive(probe, table):
     docs = doc_entries()
     listed = dist_entries()
     assert sorted({n for n, _, _ in listed}) == sorted(table), \
-        "dist/offload.conf must list every directive once"
+        "dist/offloader.conf must list every directive once"
     for name, args, default in listed:
         assert name in table, name
         got = probe("set", "server", name, *args)
@@ -381,5 +381,5 @@ def test_dist_config_lists_every_directive(probe, table):
         cell = docs[name]["Default"]
         want = cell if cell == "none" else code_spans(cell)[0].split(" ", 1)[1]
         assert default == want, (
-            "%s: dist/offload.conf says the default is %r, the docs %r"
+            "%s: dist/offloader.conf says the default is %r, the docs %r"
             % (name, default, want))
