@@ -23,7 +23,7 @@ import time
 import pytest
 
 import harness
-from harness import wait_for
+from harness import sha, wait_for
 from test_daemon import cache_objects
 from test_hardening import (response, file_headers, pattern_bytes,
                             daemon_alive, ETAG)
@@ -34,10 +34,6 @@ SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
 
 
 # ---------------------------------------------------------------- helpers
-
-def sha(data):
-    return hashlib.sha256(data).hexdigest()
-
 
 def opaque(etag):
     return etag[2:] if etag and etag.startswith("W/") else etag
@@ -90,17 +86,6 @@ def cached_body(obj):
     with open(obj, "rb") as f:
         f.seek(4096)
         return f.read()
-
-
-@pytest.fixture
-def base(apache_factory):
-    """A base Apache without the module; /slow/ throttled to 1 MiB/s."""
-    return apache_factory(
-        conf_extra=("<Location /slow/>\n"
-                    "    SetOutputFilter RATE_LIMIT\n"
-                    "    SetEnv rate-limit 1024\n"
-                    "</Location>\n"),
-        offload=False)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import urllib.parse
 import pytest
 
 import harness
+from harness import sha
 
 HOST_A = "offload-a.invalid:8081"
 HOST_B = "offload-b.invalid:8081"
@@ -61,10 +62,6 @@ class KeepAlive:
 
     def close(self):
         self.conn.close()
-
-
-def sha(data):
-    return hashlib.sha256(data).hexdigest()
 
 
 def entry_for(a, uri, entries=None, client=None):
