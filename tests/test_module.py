@@ -519,6 +519,7 @@ OffloadHost {A}
         "engine-off"
 
 
+@pytest.mark.expect_error(r"OffloadMinSize: '12Q' is not a size")
 def test_htaccess_bad_value_is_a_server_error(apache_factory):
     a = apache_factory(conf_extra="OffloadEngine On\nOffloadHost %s\n"
                        % HOST_A, start=False)
