@@ -10,6 +10,7 @@ Only the standard library is used, so this runs under Debian's python3.
 
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -170,6 +171,29 @@ def write_file(path, size, seed=0):
     return h.hexdigest()
 
 
+def sha(data):
+    """The sha256 hex digest of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_script(path, text):
+    """Write an executable script (a CGI program, say) to path."""
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o755)
+
+
+# A log line at error level or worse: Apache's "[date] [module:level]"
+# and the daemon's "[date] [level]" (log_msg in offload_daemon.c).
+ERROR_LINE = re.compile(
+    r"^\[[^\]]*\] \[(?:[\w.-]+:)?(error|crit|alert|emerg)\]")
+
+
+def error_lines(text):
+    """The lines of a log text at error level or worse."""
+    return [line for line in text.splitlines() if ERROR_LINE.match(line)]
+
+
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -222,6 +246,12 @@ class Apache:
         self.error_log = os.path.join(run_dir, "error.log")
         self.access_log = os.path.join(run_dir, "access.log")
         self.pid_file = os.path.join(run_dir, "httpd.pid")
+        # mod_cgid appends ".PID" and cuts the path at the 108 bytes of a
+        # socket address (logging an error): short, and named by the port
+        # (unique among running servers) rather than by the test
+        self.cgid_sock = os.path.join(
+            RUN_ROOT if len(RUN_ROOT) < 64 else "/tmp",
+            "cgid-%d.sock" % self.port)
         self.conf_extra = conf_extra
         self.offload = offload
         self.modules = tuple(modules)
@@ -258,7 +288,7 @@ class Apache:
         if os.geteuid() == 0:
             lines += ["User www-data", "Group www-data"]
         lines += [
-            "ScriptSock %s/cgid.sock" % self.run_dir,
+            "ScriptSock %s" % self.cgid_sock,
             "TypesConfig /etc/mime.types",
             "ErrorLog %s" % self.error_log,
             "LogLevel %s" % self.log_level,

@@ -7,9 +7,11 @@ import re
 import subprocess
 import time
 
+import pytest
+
 import harness
-from test_daemon import body_gets, cache_objects, cached, fetch, log_statuses, sha
-from harness import wait_for
+from harness import sha, wait_for
+from test_daemon import body_gets, cache_objects, cached, fetch, log_statuses
 from test_daemon_ops import receiving, slow_get
 
 MB = 1024 * 1024
@@ -40,9 +42,8 @@ def tool(daemon, *args):
     return p.returncode, p.stdout + p.stderr
 
 
-def test_eviction_keeps_the_cache_under_the_cap_lru_first(apache_factory,
+def test_eviction_keeps_the_cache_under_the_cap_lru_first(base,
                                                           daemon_factory):
-    base = apache_factory(offload=False)
     cap = 3 * MB + MB // 2
     digests = {n: harness.write_file(os.path.join(base.docroot, n + ".bin"), MB)
                for n in "abcdef"}
@@ -71,9 +72,8 @@ def test_eviction_keeps_the_cache_under_the_cap_lru_first(apache_factory,
     assert status == 0 and len(text.strip().splitlines()) == len(cache_objects(daemon))
 
 
-def test_eviction_never_removes_an_object_being_read(apache_factory,
+def test_eviction_never_removes_an_object_being_read(base,
                                                      daemon_factory):
-    base = apache_factory(offload=False)
     big = harness.write_file(os.path.join(base.docroot, "big.bin"), 40 * MB)
     for n in "xyz":
         harness.write_file(os.path.join(base.docroot, n + ".bin"), 4 * MB)
@@ -98,9 +98,8 @@ def test_eviction_never_removes_an_object_being_read(apache_factory,
     assert cache_size(daemon) <= 45 * MB
 
 
-def test_a_file_larger_than_the_cap_is_streamed_uncached(apache_factory,
+def test_a_file_larger_than_the_cap_is_streamed_uncached(base,
                                                          daemon_factory):
-    base = apache_factory(offload=False)
     digest = harness.write_file(os.path.join(base.docroot, "huge.bin"), 3 * MB)
     daemon = daemon_factory(base.base_url, args=["--cache-max-size", "2M"])
     for _ in range(2):
@@ -110,8 +109,7 @@ def test_a_file_larger_than_the_cap_is_streamed_uncached(apache_factory,
     assert log_statuses(daemon) == ["BYPASS", "BYPASS"]
 
 
-def test_startup_scan_removes_leftovers(apache_factory, daemon_factory):
-    base = apache_factory(offload=False)
+def test_startup_scan_removes_leftovers(base, daemon_factory):
     digests = {n: harness.write_file(os.path.join(base.docroot, n + ".bin"), MB)
                for n in "pq"}
     daemon = daemon_factory(base.base_url)
@@ -144,8 +142,7 @@ def test_startup_scan_removes_leftovers(apache_factory, daemon_factory):
         assert status == 200 and sha(body) == digests[n]
 
 
-def test_cache_tools_list_purge_verify(apache_factory, daemon_factory):
-    base = apache_factory(offload=False)
+def test_cache_tools_list_purge_verify(base, daemon_factory):
     for n in ("one", "two", "three"):
         harness.write_file(os.path.join(base.docroot, "t", n + ".bin"), 200000)
     daemon = daemon_factory(base.base_url)
@@ -186,8 +183,8 @@ def test_cache_tools_list_purge_verify(apache_factory, daemon_factory):
     assert fetch(daemon, "/t/two.bin")[0] == 200
 
 
-def test_stale_copy_served_when_the_base_fails(apache_factory, daemon_factory):
-    base = apache_factory(offload=False)
+@pytest.mark.expect_error(r"HEAD /st/\S+ at the base: Connection refused")
+def test_stale_copy_served_when_the_base_fails(base, daemon_factory):
     d = os.path.join(base.docroot, "st")
     digest = harness.write_file(os.path.join(d, "s.bin"), MB)
     daemon = daemon_factory(base.base_url)
@@ -213,8 +210,8 @@ def test_stale_copy_served_when_the_base_fails(apache_factory, daemon_factory):
     assert cache_objects(daemon) == []
 
 
-def test_stale_off(apache_factory, daemon_factory):
-    base = apache_factory(offload=False)
+@pytest.mark.expect_error(r"HEAD /n\.bin at the base: Connection refused")
+def test_stale_off(base, daemon_factory):
     harness.write_file(os.path.join(base.docroot, "n.bin"), MB)
     daemon = daemon_factory(base.base_url, args=["--serve-stale-on-error", "Off"])
     assert fetch(daemon, "/n.bin")[0] == 200
@@ -223,8 +220,7 @@ def test_stale_off(apache_factory, daemon_factory):
     assert fetch(daemon, "/n.bin")[0] == 502
 
 
-def test_validate_interval(apache_factory, daemon_factory):
-    base = apache_factory(offload=False)
+def test_validate_interval(base, daemon_factory):
     path = os.path.join(base.docroot, "v.bin")
     harness.write_file(path, 100000, seed=1)
     daemon = daemon_factory(base.base_url, args=["--validate-interval", "2"])
@@ -263,8 +259,7 @@ def metrics(daemon):
     return values
 
 
-def test_status_page_metrics(apache_factory, daemon_factory):
-    base = apache_factory(offload=False)
+def test_status_page_metrics(base, daemon_factory):
     harness.write_file(os.path.join(base.docroot, "m.bin"), 300000)
     daemon = daemon_factory(base.base_url)
     before = metrics(daemon)

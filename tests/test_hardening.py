@@ -19,18 +19,17 @@ import time
 import pytest
 
 import harness
+from harness import sha
 from test_daemon import fetch, cache_objects
 
 KB = 1024
 MB = 1024 * 1024
 LAST_MODIFIED = "Sun, 22 Nov 2026 04:00:00 GMT"
 
+pytestmark = pytest.mark.daemon(args=["--timeout", "5"])
+
 
 # ---------------------------------------------------------------- helpers
-
-def sha(data):
-    return hashlib.sha256(data).hexdigest()
-
 
 def exchange(daemon, data, timeout=8):
     """Send data, read until the daemon closes. Returns (bytes, closed):
@@ -86,125 +85,109 @@ def file_headers(body, etag, extra=()):
             ("Content-Type", "application/octet-stream")] + list(extra)
 
 
-@pytest.fixture
-def base(apache_factory):
-    return apache_factory(offload=False)
-
-
-@pytest.fixture
-def pair(base, daemon_factory):
-    return base, daemon_factory(base.base_url, args=["--timeout", "5"])
-
-
 def daemon_alive(daemon):
     return daemon.proc is not None and daemon.proc.poll() is None
 
 
-# ---------------------------------------------------------------- smuggling and ambiguity
+# ---------------------------------------------------------------- malformed requests
 
 GOOD = b"GET /f.bin HTTP/1.1\r\nHost: dl\r\n"
-AMBIGUOUS = [
+CLOSE = b"Connection: close\r\n\r\n"
+
+# Every malformed or refused request and the status it must get. Each is
+# sent with a valid request pipelined after it, which must not be
+# answered: one response, then the daemon closes the connection.
+MALFORMED = [
+    # smuggling and ambiguity
     ("cl-and-te", GOOD + b"Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n"
-     b"0\r\n\r\n"),
+     b"0\r\n\r\n", 400),
     ("te-and-cl", GOOD + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
-     b"0\r\n\r\n"),
-    ("te-identity", GOOD + b"Transfer-Encoding: identity\r\n\r\n"),
-    ("te-obfuscated", GOOD + b"Transfer-Encoding : chunked\r\n\r\n"),
-    ("two-cl-same", GOOD + b"Content-Length: 0\r\nContent-Length: 0\r\n\r\n"),
-    ("two-cl-differ", GOOD + b"Content-Length: 0\r\nContent-Length: 7\r\n\r\n"),
-    ("cl-list", GOOD + b"Content-Length: 0, 0\r\n\r\n"),
-    ("cl-signed", GOOD + b"Content-Length: +0\r\n\r\n"),
-    ("obs-fold", GOOD + b"X-A: a\r\n folded\r\n\r\n"),
-    ("obs-fold-tab", GOOD + b"X-A: a\r\n\tfolded\r\n\r\n"),
-    ("bare-cr-value", GOOD + b"X-A: a\rX-B: b\r\n\r\n"),
-    ("bare-lf-value", GOOD + b"X-A: a\nX-B: b\r\n\r\n"),
-    ("bare-lf-lines", b"GET /f.bin HTTP/1.1\nHost: dl\n\n"),
-    ("bare-lf-request-line", b"GET /f.bin HTTP/1.1\nHost: dl\r\n\r\n"),
-    ("bare-cr-request-line", b"GET /f.bin HTTP/1.1\rHost: dl\r\n\r\n"),
-    ("nul-in-value", GOOD + b"X-A: a\x00b\r\n\r\n"),
-    ("nul-in-target", b"GET /f\x00.bin HTTP/1.1\r\nHost: dl\r\n\r\n"),
-    ("ctl-in-value", GOOD + b"X-A: a\x01b\r\n\r\n"),
-    ("del-in-value", GOOD + b"X-A: a\x7fb\r\n\r\n"),
-    ("esc-in-name", GOOD + b"X\x1bA: b\r\n\r\n"),
-    ("space-before-colon", GOOD + b"Host : dl\r\n\r\n"),
-    ("tab-before-colon", GOOD + b"Range\t: bytes=0-1\r\n\r\n"),
-    ("space-in-name", GOOD + b"X A: b\r\n\r\n"),
-    ("no-colon", GOOD + b"Just a line\r\n\r\n"),
-    ("empty-name", GOOD + b": value\r\n\r\n"),
-    ("body-on-get", GOOD + b"Content-Length: 5\r\n\r\nhello"),
-    ("body-on-head", b"HEAD /f.bin HTTP/1.1\r\nHost: dl\r\nContent-Length: 3\r\n\r\nabc"),
-    ("two-ranges", GOOD + b"Range: bytes=0-1\r\nRange: bytes=5-9\r\n\r\n"),
-    ("space-in-target", b"GET /f .bin HTTP/1.1\r\nHost: dl\r\n\r\n"),
-    ("ctl-in-target", b"GET /f\x01.bin HTTP/1.1\r\nHost: dl\r\n\r\n"),
-    ("lowercase-version", b"GET /f.bin http/1.1\r\nHost: dl\r\n\r\n"),
-    ("extra-space", b"GET  /f.bin HTTP/1.1\r\nHost: dl\r\n\r\n"),
-    ("trailing-space", b"GET /f.bin HTTP/1.1 \r\nHost: dl\r\n\r\n"),
+     b"0\r\n\r\n", 400),
+    ("te-chunked", GOOD + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("te-identity", GOOD + b"Transfer-Encoding: identity\r\n\r\n", 400),
+    ("te-obfuscated", GOOD + b"Transfer-Encoding : chunked\r\n\r\n", 400),
+    ("two-cl-same", GOOD + b"Content-Length: 0\r\nContent-Length: 0\r\n\r\n", 400),
+    ("two-cl-differ", GOOD + b"Content-Length: 0\r\nContent-Length: 7\r\n\r\n", 400),
+    ("cl-list", GOOD + b"Content-Length: 0, 0\r\n\r\n", 400),
+    ("cl-signed", GOOD + b"Content-Length: +0\r\n\r\n", 400),
+    ("body-on-get", GOOD + b"Content-Length: 5\r\n\r\nhello", 400),
+    ("body-on-head", b"HEAD /f.bin HTTP/1.1\r\nHost: dl\r\nContent-Length: 3\r\n\r\n"
+     b"abc", 400),
+    ("two-ranges", GOOD + b"Range: bytes=0-1\r\nRange: bytes=5-9\r\n\r\n", 400),
+    # field syntax
+    ("obs-fold", GOOD + b"X-A: a\r\n folded\r\n\r\n", 400),
+    ("obs-fold-tab", GOOD + b"X-A: a\r\n\tfolded\r\n\r\n", 400),
+    ("bare-cr-value", GOOD + b"X-A: a\rX-B: b\r\n\r\n", 400),
+    ("bare-lf-value", GOOD + b"X-A: a\nX-B: b\r\n\r\n", 400),
+    ("bare-lf-lines", b"GET /f.bin HTTP/1.1\nHost: dl\n\n", 400),
+    ("bare-lf-request-line", b"GET /f.bin HTTP/1.1\nHost: dl\r\n\r\n", 400),
+    ("bare-cr-request-line", b"GET /f.bin HTTP/1.1\rHost: dl\r\n\r\n", 400),
+    ("nul-in-value", GOOD + b"X-A: a\x00b\r\n\r\n", 400),
+    ("ctl-in-value", GOOD + b"X-A: a\x01b\r\n\r\n", 400),
+    ("del-in-value", GOOD + b"X-A: a\x7fb\r\n\r\n", 400),
+    ("esc-in-name", GOOD + b"X\x1bA: b\r\n\r\n", 400),
+    ("space-before-colon", GOOD + b"Host : dl\r\n\r\n", 400),
+    ("tab-before-colon", GOOD + b"Range\t: bytes=0-1\r\n\r\n", 400),
+    ("space-in-name", GOOD + b"X A: b\r\n\r\n", 400),
+    ("no-colon", GOOD + b"Just a line\r\n\r\n", 400),
+    ("empty-name", GOOD + b": value\r\n\r\n", 400),
+    # the request line
+    ("nul-in-target", b"GET /f\x00.bin HTTP/1.1\r\nHost: dl\r\n\r\n", 400),
+    ("space-in-target", b"GET /f .bin HTTP/1.1\r\nHost: dl\r\n\r\n", 400),
+    ("ctl-in-target", b"GET /f\x01.bin HTTP/1.1\r\nHost: dl\r\n\r\n", 400),
+    ("asterisk-target", b"GET * HTTP/1.1\r\nHost: dl\r\n\r\n", 400),
+    ("lowercase-version", b"GET /f.bin http/1.1\r\nHost: dl\r\n\r\n", 400),
+    ("extra-space", b"GET  /f.bin HTTP/1.1\r\nHost: dl\r\n\r\n", 400),
+    ("trailing-space", b"GET /f.bin HTTP/1.1 \r\nHost: dl\r\n\r\n", 400),
+    ("http09", b"GET /f.bin\r\n\r\n", 400),
+    ("http2-version", b"GET / HTTP/2\r\nHost: dl\r\n\r\n", 505),
+    ("http20-version", b"GET / HTTP/2.0\r\nHost: dl\r\n\r\n", 505),
+    ("http3-version", b"GET / HTTP/3.0\r\nHost: dl\r\n\r\n", 505),
+    ("h2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+    # with a SETTINGS frame in the same segment: a NUL byte is refused
+    # before the request line is judged
+    ("h2-preface-settings", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+     b"\x00\x00\x00\x04\x00\x00\x00\x00\x00", 400),
+    # limits
+    ("long-target", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: dl\r\n\r\n", 414),
+    ("endless-line", b"GET /" + b"a" * 12000, 414),
+    ("long-field", b"GET /f HTTP/1.1\r\nX-Long: " + b"b" * 20000 + b"\r\n\r\n", 431),
+    ("big-fields", b"GET /f HTTP/1.1\r\n" + b"".join(
+        b"X-H%d: %s\r\n" % (i, b"c" * 900) for i in range(20)) + b"\r\n", 431),
+    ("many-fields", b"GET /f HTTP/1.1\r\n" + b"".join(
+        b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n", 431),
+] + [
+    # methods: only GET and HEAD are served
+    ("method-" + m, m.encode() + b" /f.bin HTTP/1.1\r\nHost: dl\r\n" + CLOSE, 405)
+    for m in ("POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "PROPFIND",
+              "FOO", "get")
 ]
 
 
-@pytest.mark.parametrize("name,request_bytes", AMBIGUOUS,
-                         ids=[a[0] for a in AMBIGUOUS])
-def test_ambiguous_requests_get_400_and_close(pair, name, request_bytes):
+@pytest.mark.parametrize("name,request_bytes,expected", MALFORMED,
+                         ids=[m[0] for m in MALFORMED])
+def test_malformed_requests(pair, name, request_bytes, expected):
     base, daemon = pair
     harness.write_file(os.path.join(base.docroot, "f.bin"), 20 * KB)
-    # a second, valid request pipelined after it must not be answered
     out, closed = exchange(daemon, request_bytes +
                            b"GET /f.bin HTTP/1.1\r\nHost: dl\r\n\r\n")
-    assert status_line(out) == 400, out[:200]
-    assert closed, "connection left open after a 400"
+    assert status_line(out) == expected, out[:200]
+    assert closed, "connection left open after a %d" % expected
     assert out.count(b"HTTP/1.1 ") == 1
-    assert b"Connection: close" in head_of(out)
-    # nothing was asked of the base
+    head = head_of(out) + b"\r\n"
+    assert b"\r\nConnection: close\r\n" in head
+    if expected == 405:
+        assert b"\r\nAllow: GET, HEAD\r\n" in head
+    # nothing of the request is echoed (TRACE), nothing asked of the base
+    assert b"Host: dl" not in out and b"X-A" not in out
     assert [e for e in base.access_entries(wait=0.1)
             if e["bypass"] == "true"] == []
-
-
-def test_limits_414_431(pair):
-    _base, daemon = pair
-    cases = [
-        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: dl\r\n\r\n", 414),
-        # a request line that never ends is refused once past the limit
-        (b"GET /" + b"a" * 12000, 414),
-        (b"GET /f HTTP/1.1\r\n" + b"X-Long: " + b"b" * 20000 + b"\r\n\r\n", 431),
-        (b"GET /f HTTP/1.1\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"c" * 900)
-                                           for i in range(20)) + b"\r\n", 431),
-        (b"GET /f HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i
-                                           for i in range(150)) + b"\r\n", 431),
-    ]
-    for data, expected in cases:
-        out, closed = exchange(daemon, data)
-        assert status_line(out) == expected, (data[:40], out[:100])
-        assert closed
     assert daemon_alive(daemon)
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "TRACE",
-                                    "PATCH", "PROPFIND", "FOO", "get"])
-def test_unknown_methods_405(pair, method):
-    base, daemon = pair
-    out, _closed = exchange(daemon, ("%s /f.bin HTTP/1.1\r\nHost: dl\r\n"
-                                     "Connection: close\r\n\r\n"
-                                     % method).encode())
-    assert status_line(out) in (405, 501), out[:100]
-    if status_line(out) == 405:
-        assert re.search(rb"\r\nAllow: GET, HEAD\r\n", head_of(out) + b"\r\n")
-    # TRACE must not echo the request
-    assert b"Host: dl" not in out
-    assert [e for e in base.access_entries(wait=0.1)
-            if e["bypass"] == "true"] == []
-
-
-def test_http2_preface_and_upgrade(pair):
+def test_h2c_upgrade_is_served_as_http11(pair):
     base, daemon = pair
     digest = harness.write_file(os.path.join(base.docroot, "f.bin"), 20 * KB)
-    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-    settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-    out, closed = exchange(daemon, preface + settings)
-    assert status_line(out) in (400, 505) and closed, out[:100]
-    out, closed = exchange(daemon, b"GET / HTTP/2\r\n\r\n")
-    assert status_line(out) in (400, 505) and closed
-    out, closed = exchange(daemon, b"GET / HTTP/3.0\r\n\r\n")
-    assert status_line(out) in (400, 505) and closed
     # an h2c upgrade is served as HTTP/1.1, never switched
     out, _c = exchange(daemon, b"GET /f.bin HTTP/1.1\r\nHost: dl\r\n"
                        b"Connection: Upgrade, HTTP2-Settings, close\r\n"
@@ -220,18 +203,8 @@ def test_http09_is_refused_at_once(pair):
     harness.write_file(os.path.join(base.docroot, "f.bin"), 20 * KB)
     start = time.monotonic()
     out, closed = exchange(daemon, b"GET /f.bin\r\n", timeout=8)
-    assert status_line(out) in (400, 505), out[:100]
+    assert status_line(out) == 400, out[:100]
     assert closed and time.monotonic() - start < 2
-
-
-def test_http09_never_gets_file_bytes(pair):
-    """What the 0.9 client does get: a status line, never the body."""
-    base, daemon = pair
-    harness.write_file(os.path.join(base.docroot, "f.bin"), 20 * KB)
-    out, closed = exchange(daemon, b"GET /f.bin\r\n\r\n")
-    assert status_line(out) in (400, 505) and closed
-    out, closed = exchange(daemon, b"GET /f.bin\r\n", timeout=8)
-    assert closed and status_line(out) in (400, 408, 505)
 
 
 # ---------------------------------------------------------------- the daemon is not a proxy
@@ -298,7 +271,8 @@ TRICKS = [
     "/.%00./secret.txt", "/%uff0e%uff0e/secret.txt", "/%%32%65%%32%65/secret.txt",
     "http://127.0.0.1:BASE/../secret.txt", "http://127.0.0.1:BASE/%2e%2e/secret.txt",
     "/f.bin;/../../secret.txt", "/f.bin?/../../secret.txt", "/f.bin#/../secret.txt",
-    "/" + "a/" * 900 + "f.bin", "/" + "../" * 300 + "etc/passwd",
+    "/%2E%2E%2Fsecret.txt", "/a%00/secret.txt",
+    "/" + "a/" * 900 + "f.bin", "/" + "../" * 300 + "etc/passwd", "/" + "x/" * 3000,
 ]
 
 FILE_CALLS = re.compile(
@@ -310,7 +284,8 @@ FILE_CALLS = re.compile(
 
 def strace_attach(pid, out):
     """Trace pid and every process it forks from now on. Returns the
-    strace process once it is attached."""
+    strace process once it is attached, or None where strace cannot
+    attach (ptrace not permitted)."""
     p = subprocess.Popen(["strace", "-f", "-qq", "-s", "4096", "-o", out,
                           "-e", "trace=%file,inotify_add_watch", "-p", str(pid)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -323,11 +298,15 @@ def strace_attach(pid, out):
             return p
         time.sleep(0.05)
     p.kill()
-    pytest.skip("strace could not attach (ptrace not permitted here)")
+    p.wait()
+    return None
 
 
 @pytest.mark.parametrize("mode", ["cache", "docroot"])
 def test_path_tricks_never_open_outside(base, daemon_factory, mode):
+    """Path traversal, every encoding of it: no answer carries a byte
+    from outside what the base serves, and (watched with strace) no
+    file outside the cache, or DocumentRoot, is ever opened."""
     # the secret lies next to the cache dir and the docroot
     secret = os.path.join(base.run_dir, "..", "secret.txt")
     with open(secret, "w") as f:
@@ -360,8 +339,12 @@ def test_path_tricks_never_open_outside(base, daemon_factory, mode):
         # a normal request, to be sure the trace sees file activity at all
         assert fetch(daemon, "/f.bin")[0] == 200
     finally:
-        st.send_signal(signal.SIGINT)
-        st.wait(timeout=10)
+        if st is not None:
+            st.send_signal(signal.SIGINT)
+            st.wait(timeout=10)
+    if st is None:
+        pytest.skip("responses checked; strace cannot attach here (ptrace "
+                    "not permitted), so file access was not")
     with open(trace, errors="replace") as f:
         text = f.read()
     seen = []
@@ -461,6 +444,8 @@ UNTRUSTED = ["cr-in-value", "lf-in-value", "crlf-in-location", "nul-in-value",
              "http09-answer", "status-100", "set-cookie-and-more"]
 
 
+# the daemon says what was wrong with the base's answer
+@pytest.mark.expect_error(r"HEAD /f\.bin at the base: ")
 @pytest.mark.parametrize("kind", UNTRUSTED)
 def test_base_response_is_not_trusted(fake_base, daemon_factory, kind):
     fb = fake_base(misbehaving_base(kind))
@@ -521,6 +506,7 @@ def lying_base(kind, state):
     return handler
 
 
+@pytest.mark.expect_error(r"fetch of \S+/f\.bin failed at byte \d+: ")
 @pytest.mark.parametrize("kind", ["get-shorter", "get-longer", "get-other-length",
                                   "get-no-length", "get-chunked", "get-other-etag"])
 def test_lying_content_length(fake_base, daemon_factory, kind):
@@ -553,6 +539,8 @@ def test_lying_content_length(fake_base, daemon_factory, kind):
     assert daemon_alive(daemon)
 
 
+@pytest.mark.expect_error(r"fetch of \S+/f\.bin failed at byte 0: the file "
+                           r"changed since the HEAD")
 def test_head_with_a_body(fake_base, daemon_factory):
     """A 200 to HEAD followed by body bytes (sent at once, and late)."""
     late = {"n": 0}
@@ -619,6 +607,7 @@ def test_trusted_proxy_bits_overflow_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- address-restricted areas
 
+@pytest.mark.expect_error(r"AH01630: client denied .*/lan/x\.bin")
 def test_address_restricted_area_is_not_served(apache_factory, daemon_factory):
     # the base lets only 127.0.0.1 into /lan/; the daemon reaches it from
     # 127.0.0.1, the client reaches the daemon from ::1

@@ -17,6 +17,7 @@ import urllib.parse
 import pytest
 
 import harness
+from harness import sha
 
 HOST_A = "offload-a.invalid:8081"
 HOST_B = "offload-b.invalid:8081"
@@ -61,10 +62,6 @@ class KeepAlive:
 
     def close(self):
         self.conn.close()
-
-
-def sha(data):
-    return hashlib.sha256(data).hexdigest()
 
 
 def entry_for(a, uri, entries=None, client=None):
@@ -535,6 +532,7 @@ OffloadHost {A}
         "engine-off"
 
 
+@pytest.mark.expect_error(r"OffloadMinSize: '12Q' is not a size")
 def test_htaccess_bad_value_is_a_server_error(apache_factory):
     a = apache_factory(conf_extra="OffloadEngine On\nOffloadHost %s\n"
                        % HOST_A, start=False)
