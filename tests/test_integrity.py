@@ -86,11 +86,6 @@ def digest_base(body, state):
     return handler
 
 
-@pytest.fixture
-def base(apache_factory):
-    return apache_factory(offload=False)
-
-
 def test_fill_digest_sent_to_clients_and_stored(base, daemon_factory):
     path = os.path.join(base.docroot, "d.bin")
     harness.write_file(path, 3 * MB)
@@ -114,6 +109,9 @@ def test_fill_digest_sent_to_clients_and_stored(base, daemon_factory):
     assert status == 206 and "digest" not in h
 
 
+@pytest.mark.expect_error(r"fetch of .*/f\.bin failed at byte \d+: the "
+                          r"body's SHA-256 \S+ is not the \S+ the base "
+                          r"advertised")
 def test_wrong_advertised_digest_is_never_published(fake_base, daemon_factory):
     body = pattern_bytes(2 * MB, seed=7)
     state = {"digest": b64sha(body + b"x")}
@@ -139,6 +137,9 @@ def test_wrong_advertised_digest_is_never_published(fake_base, daemon_factory):
     assert metric(daemon, "offload_digest_mismatches_total") == 1
 
 
+@pytest.mark.expect_error(r"fetch of .*/f\.bin failed at byte \d+: the "
+                          r"body's SHA-256 \S+ is not the \S+ the base "
+                          r"advertised")
 def test_changed_digest_is_a_new_version(fake_base, daemon_factory):
     """Same validators, another advertised digest: not the stored copy."""
     body = pattern_bytes(256 * KB, seed=8)
@@ -157,6 +158,7 @@ def test_changed_digest_is_a_new_version(fake_base, daemon_factory):
     assert len(fb.gets("/f.bin")) == 2
 
 
+@pytest.mark.expect_error(r"process \d+ died of signal 9")
 def test_resumed_fill_digest_is_the_files(fake_base, daemon_factory):
     body = pattern_bytes(4 * MB, seed=9)
     state = {"slow": True}
@@ -274,6 +276,8 @@ def test_aria2c_checks_the_digest(base, daemon_factory, run_dir):
     assert rc != 0 and "Checksum error detected" in log
 
 
+@pytest.mark.expect_error(r"scrub: .*/s2\.bin is corrupt \(SHA-256 \S+, "
+                          r"stored \S+\), removed")
 def test_scrubber_removes_a_flipped_copy(base, daemon_factory):
     for name in ("s1.bin", "s2.bin"):
         harness.write_file(os.path.join(base.docroot, name), 512 * KB)
@@ -394,6 +398,9 @@ def test_module_gives_the_digest_file_s_digest(apache_factory):
     assert status == 200 and "repr-digest" not in h and "digest" not in h
 
 
+@pytest.mark.expect_error(r"fetch of .*/pub/w\.bin failed at byte \d+: the "
+                          r"body's SHA-256 \S+ is not the \S+ the base "
+                          r"advertised")
 def test_a_wrong_digest_line_stops_the_fill(apache_factory, daemon_factory):
     data = pattern_bytes(3 * MB, 3)
     a, pub = digest_site(apache_factory, {"w.bin": data},
