@@ -378,6 +378,11 @@
 #define OFFLOAD_ACQUIRE_BACKOFF_MS 5
 #endif
 
+/* The status page's room, in bytes. */
+#ifndef OFFLOAD_MAX_STATUS_PAGE
+#define OFFLOAD_MAX_STATUS_PAGE 16384
+#endif
+
 /* How often a download waiting out OFFLOAD_DUPE_GRACE_MS for a slot of
  * its address (MaxDupeDownloads) looks again, in milliseconds. */
 #ifndef OFFLOAD_DUPE_RETRY_MS

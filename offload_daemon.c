@@ -4735,6 +4735,117 @@ static int status_allowed(const char *addr)
     return 0;
 }
 
+/* The counters of one value each on the status page, in its order. */
+static const struct metric_single {
+    const char *name;
+    const char *help;
+    size_t at;                     /* offsetof in struct metrics */
+} g_metric_singles[] = {
+    {"offload_base_bytes_total", "Body bytes received from the base.",
+     offsetof(struct metrics, bytes_from_base)},
+    {"offload_client_bytes_total", "Body bytes sent to clients.",
+     offsetof(struct metrics, bytes_to_clients)},
+    {"offload_digest_mismatches_total", "Fills refused because the body's "
+     "SHA-256 was not the one the base advertised.",
+     offsetof(struct metrics, digest_mismatches)},
+    {"offload_scrub_corrupt_total", "Copies the scrubber found corrupt and "
+     "removed.", offsetof(struct metrics, scrub_corrupt)},
+    {"offload_evictions_total", "Objects evicted for CacheMaxSize.",
+     offsetof(struct metrics, evictions)},
+};
+
+/* A bounded text being written: what does not fit is dropped. */
+struct text {
+    char *buf;
+    size_t size;
+    size_t len;
+};
+
+/* Append printf-style to t. */
+static void __attribute__((format(printf, 2, 3)))
+text_add(struct text *t, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (t->len >= t->size)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(t->buf + t->len, t->size - t->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        t->len += (size_t)n;
+    if (t->len >= t->size)
+        t->len = t->size - 1;
+}
+
+#define METRIC_LOAD(x) \
+    ((unsigned long long)__atomic_load_n(&(x), __ATOMIC_RELAXED))
+
+/* The status page's counters with labels: by method, status, cache
+ * result and reason of refusal. */
+static void metrics_labelled(struct text *t, const struct metrics *m)
+{
+    static const char *const methods[] = {"GET", "HEAD", "other"};
+    size_t i;
+
+    text_add(t, "# HELP offload_requests_total Requests by method.\n"
+                "# TYPE offload_requests_total counter\n");
+    for (i = 0; i < 3; i++)
+        text_add(t, "offload_requests_total{method=\"%s\"} %llu\n",
+                 methods[i], METRIC_LOAD(m->requests[i]));
+    text_add(t, "# HELP offload_responses_total Responses by status code.\n"
+                "# TYPE offload_responses_total counter\n");
+    for (i = 0; i < N_METRIC_CODES; i++)
+        text_add(t, "offload_responses_total{code=\"%d\"} %llu\n",
+                 g_metric_codes[i], METRIC_LOAD(m->responses[i]));
+    text_add(t, "offload_responses_total{code=\"other\"} %llu\n",
+             METRIC_LOAD(m->responses[N_METRIC_CODES]));
+    text_add(t, "# HELP offload_cache_results_total Requests by cache "
+                "result.\n# TYPE offload_cache_results_total counter\n");
+    for (i = 0; i < N_CACHE_RESULTS; i++)
+        text_add(t, "offload_cache_results_total{result=\"%s\"} %llu\n",
+                 g_cache_status_names[i], METRIC_LOAD(m->cache_results[i]));
+    text_add(t, "# HELP offload_refused_total Connections or requests "
+                "refused.\n# TYPE offload_refused_total counter\n"
+                "offload_refused_total{reason=\"dupe\"} %llu\n"
+                "offload_refused_total{reason=\"max_clients\"} %llu\n",
+             METRIC_LOAD(m->refused_dupe), METRIC_LOAD(m->refused_busy));
+}
+
+/* The status page's single counters and gauges. */
+static void metrics_single(struct text *t, const struct metrics *m)
+{
+    size_t i;
+    int active = 0;
+
+    for (i = 0; i < sizeof(g_metric_singles) / sizeof(g_metric_singles[0]);
+         i++) {
+        const uint64_t *v =
+            (const uint64_t *)((const char *)m + g_metric_singles[i].at);
+        text_add(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n",
+                 g_metric_singles[i].name, g_metric_singles[i].help,
+                 g_metric_singles[i].name, g_metric_singles[i].name,
+                 METRIC_LOAD(*v));
+    }
+    for (i = 0; i < (size_t)g_cfg.max_clients; i++)
+        active += __atomic_load_n(&g_shared->slots[i].url, __ATOMIC_RELAXED) != 0;
+    text_add(t, "# HELP offload_active_downloads GET requests being "
+                "answered.\n# TYPE offload_active_downloads gauge\n"
+                "offload_active_downloads %d\n", active);
+    text_add(t, "# HELP offload_cache_bytes Size of the complete cached "
+                "objects.\n# TYPE offload_cache_bytes gauge\n"
+                "offload_cache_bytes %lld\n",
+             (long long)__atomic_load_n(&m->cache_bytes, __ATOMIC_RELAXED));
+    text_add(t, "# HELP offload_cache_objects Number of complete cached "
+                "objects.\n# TYPE offload_cache_objects gauge\n"
+                "offload_cache_objects %lld\n",
+             (long long)__atomic_load_n(&m->cache_objects, __ATOMIC_RELAXED));
+    text_add(t, "# HELP offload_cache_max_bytes CacheMaxSize (0: no cap).\n"
+                "# TYPE offload_cache_max_bytes gauge\n"
+                "offload_cache_max_bytes %lld\n", g_cfg.cache_max_size);
+}
+
 /*
  * StatusPath: the health answer for the base's checks (a 200 at all
  * means the daemon accepts and serves), with the shared counters in the
@@ -4742,89 +4853,23 @@ static int status_allowed(const char *addr)
  */
 NOINLINE static int serve_status(struct conn *cc, struct request *rq)
 {
-    static char body[16384];
-    const struct metrics *m = &g_shared->m;
+    static char body[OFFLOAD_MAX_STATUS_PAGE];
+    struct text t = {body, sizeof(body), 0};
     char hdr[256];
-    size_t n = 0, i;
-    int active = 0;
 
-#define EMIT(...)                                                           \
-    do {                                                                    \
-        if (n < sizeof(body))                                               \
-            n += (size_t)snprintf(body + n, sizeof(body) - n, __VA_ARGS__); \
-    } while (0)
-#define LOAD(x) ((unsigned long long)__atomic_load_n(&(x), __ATOMIC_RELAXED))
-
-    for (i = 0; i < (size_t)g_cfg.max_clients; i++)
-        active += __atomic_load_n(&g_shared->slots[i].url, __ATOMIC_RELAXED) != 0;
-    EMIT("# HELP offload_up Whether the offload daemon is serving.\n"
-         "# TYPE offload_up gauge\noffload_up 1\n");
-    EMIT("# HELP offload_requests_total Requests by method.\n"
-         "# TYPE offload_requests_total counter\n");
-    EMIT("offload_requests_total{method=\"GET\"} %llu\n", LOAD(m->requests[0]));
-    EMIT("offload_requests_total{method=\"HEAD\"} %llu\n", LOAD(m->requests[1]));
-    EMIT("offload_requests_total{method=\"other\"} %llu\n", LOAD(m->requests[2]));
-    EMIT("# HELP offload_responses_total Responses by status code.\n"
-         "# TYPE offload_responses_total counter\n");
-    for (i = 0; i < N_METRIC_CODES; i++)
-        EMIT("offload_responses_total{code=\"%d\"} %llu\n", g_metric_codes[i],
-             LOAD(m->responses[i]));
-    EMIT("offload_responses_total{code=\"other\"} %llu\n",
-         LOAD(m->responses[N_METRIC_CODES]));
-    EMIT("# HELP offload_cache_results_total Requests by cache result.\n"
-         "# TYPE offload_cache_results_total counter\n");
-    for (i = 0; i < N_CACHE_RESULTS; i++)
-        EMIT("offload_cache_results_total{result=\"%s\"} %llu\n",
-             g_cache_status_names[i], LOAD(m->cache_results[i]));
-    EMIT("# HELP offload_base_bytes_total Body bytes received from the base.\n"
-         "# TYPE offload_base_bytes_total counter\n"
-         "offload_base_bytes_total %llu\n", LOAD(m->bytes_from_base));
-    EMIT("# HELP offload_client_bytes_total Body bytes sent to clients.\n"
-         "# TYPE offload_client_bytes_total counter\n"
-         "offload_client_bytes_total %llu\n", LOAD(m->bytes_to_clients));
-    EMIT("# HELP offload_refused_total Connections or requests refused.\n"
-         "# TYPE offload_refused_total counter\n"
-         "offload_refused_total{reason=\"dupe\"} %llu\n"
-         "offload_refused_total{reason=\"max_clients\"} %llu\n",
-         LOAD(m->refused_dupe), LOAD(m->refused_busy));
-    EMIT("# HELP offload_digest_mismatches_total Fills refused because the "
-         "body's SHA-256 was not the one the base advertised.\n"
-         "# TYPE offload_digest_mismatches_total counter\n"
-         "offload_digest_mismatches_total %llu\n", LOAD(m->digest_mismatches));
-    EMIT("# HELP offload_scrub_corrupt_total Copies the scrubber found "
-         "corrupt and removed.\n"
-         "# TYPE offload_scrub_corrupt_total counter\n"
-         "offload_scrub_corrupt_total %llu\n", LOAD(m->scrub_corrupt));
-    EMIT("# HELP offload_evictions_total Objects evicted for CacheMaxSize.\n"
-         "# TYPE offload_evictions_total counter\n"
-         "offload_evictions_total %llu\n", LOAD(m->evictions));
-    EMIT("# HELP offload_active_downloads GET requests being answered.\n"
-         "# TYPE offload_active_downloads gauge\n"
-         "offload_active_downloads %d\n", active);
-    EMIT("# HELP offload_cache_bytes Size of the complete cached objects.\n"
-         "# TYPE offload_cache_bytes gauge\n"
-         "offload_cache_bytes %lld\n",
-         (long long)__atomic_load_n(&m->cache_bytes, __ATOMIC_RELAXED));
-    EMIT("# HELP offload_cache_objects Number of complete cached objects.\n"
-         "# TYPE offload_cache_objects gauge\n"
-         "offload_cache_objects %lld\n",
-         (long long)__atomic_load_n(&m->cache_objects, __ATOMIC_RELAXED));
-    EMIT("# HELP offload_cache_max_bytes CacheMaxSize (0: no cap).\n"
-         "# TYPE offload_cache_max_bytes gauge\n"
-         "offload_cache_max_bytes %lld\n", g_cfg.cache_max_size);
-#undef EMIT
-#undef LOAD
-    if (n >= sizeof(body))
-        n = sizeof(body) - 1;
+    text_add(&t, "# HELP offload_up Whether the offload daemon is serving.\n"
+                 "# TYPE offload_up gauge\noffload_up 1\n");
+    metrics_labelled(&t, &g_shared->m);
+    metrics_single(&t, &g_shared->m);
     snprintf(hdr, sizeof(hdr),
              "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-             "Cache-Control: no-store\r\nContent-Length: %zu\r\n", n);
+             "Cache-Control: no-store\r\nContent-Length: %zu\r\n", t.len);
     if (send_head(cc, rq, 200, hdr) != 0)
         return -1;
     if (rq->method == METHOD_HEAD)
         return 0;
-    rq->body_sent = (long long)n;
-    return conn_write(cc, body, n);
+    rq->body_sent = (long long)t.len;
+    return conn_write(cc, body, t.len);
 }
 
 /* Open obj's complete copy if the base confirmed it less than
