@@ -455,3 +455,124 @@ def test_validators_are_the_bases_current_ones(pair):
     assert b"\netag " + etag.encode() + b"\n" in meta
     assert len([e for e in base.access_entries() if e["method"] == "GET"
                 and e["bypass"] == "true"]) == 1
+
+
+# ---------------------------------------------------------------- the cap spares shared addresses
+
+APT_HTTP = "/usr/lib/apt/methods/http"
+
+
+def apt_fetch(url, filename):
+    """Fetch url into filename with apt's own http method (what
+    apt-get download runs). Returns its final message's first line:
+    "201 URI Done" on success."""
+    p = subprocess.Popen([APT_HTTP], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    p.stdin.write("600 URI Acquire\nURI: %s\nFilename: %s\n\n" % (url, filename))
+    p.stdin.flush()
+    last = ""
+    try:
+        for line in p.stdout:
+            if line[:3] in ("201", "400", "401"):
+                last = line.strip()
+                break
+    finally:
+        p.stdin.close()
+        p.wait(timeout=30)
+    return last
+
+
+class HeldDownload:
+    """A whole-file GET that stays in progress until finish(): it reads
+    the head and a few bytes, then stops reading (the daemon's child is
+    then blocked sending it, its download slot taken)."""
+
+    def __init__(self, daemon, path):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # a small window: what the kernels hold for it stays far below
+        # the file's size (NotSentLowat bounds the sender's side)
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * KB)
+        self.s.settimeout(60)
+        self.s.connect((daemon.host, daemon.port))
+        self.s.sendall(request("GET", path))
+        self.data = b""
+        while b"\r\n\r\n" not in self.data:
+            self.data += self.s.recv(65536)
+
+    def finish(self):
+        """Read the rest; returns (status, body)."""
+        while True:
+            chunk = self.s.recv(1 << 20)
+            if not chunk:
+                break
+            self.data += chunk
+        self.s.close()
+        st, _f, body = parse_head(self.data)
+        return st, body
+
+
+@pytest.mark.skipif(not all(os.path.exists(p) for p in
+                            ("/usr/bin/aria2c", "/usr/bin/wget", APT_HTTP)),
+                    reason="needs aria2c, wget and apt")
+def test_cap_spares_shared_addresses(base, daemon_factory, run_dir):
+    """MaxDupeDownloads 1 (the default), everyone on 127.0.0.1: one
+    address, as behind NAT. While one whole-file download runs, others
+    of the whole file and resumes are served; a download accelerator's
+    segments are refused, and it finishes on its one connection."""
+    size = 16 * MB
+    digest = harness.write_file(os.path.join(base.docroot, "big.bin"), size)
+    daemon = daemon_factory(base.base_url)
+    url = daemon.url("/big.bin")
+    st, _f, body, _c = ask(daemon.host, daemon.port, request("GET", "/big.bin"))
+    assert st == 200     # cached now
+    held = HeldDownload(daemon, "/big.bin")
+    try:
+        # a second whole-file client behind the address
+        out = os.path.join(run_dir, "curl.out")
+        p = subprocess.run(["curl", "-s", "-o", out, "-w", "%{http_code}", url],
+                           capture_output=True, text=True, timeout=120)
+        assert p.stdout == "200" and harness.sha256_file(out) == digest
+        # resumes: wget -c and curl -C - (Range: bytes=N-)
+        for tool in ("wget", "curl"):
+            part = os.path.join(run_dir, tool + ".part")
+            with open(os.path.join(base.docroot, "big.bin"), "rb") as src, \
+                    open(part, "wb") as dst:
+                dst.write(src.read(5 * MB))
+            cmd = (["wget", "-q", "-c", "-O", part, url] if tool == "wget" else
+                   ["curl", "-s", "-f", "-C", "-", "-o", part, url])
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            assert p.returncode == 0, (tool, p.stdout, p.stderr)
+            assert harness.sha256_file(part) == digest, tool
+        # apt, twice at once (two machines behind the address)
+        results = {}
+
+        def apt(name):
+            results[name] = apt_fetch(url, os.path.join(run_dir, name))
+        threads = [threading.Thread(target=apt, args=(n,))
+                   for n in ("apt1.out", "apt2.out")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        for n in ("apt1.out", "apt2.out"):
+            assert results.get(n, "").startswith("201"), (n, results)
+            assert harness.sha256_file(os.path.join(run_dir, n)) == digest
+        # aria2c -x8: its first GET is whole, its segments are refused;
+        # it finishes on the one connection
+        p = subprocess.run(["aria2c", "-x8", "-s8", "-k1M", "-q",
+                            "--allow-overwrite=true", "-d", run_dir,
+                            "-o", "aria2.out", url],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert harness.sha256_file(os.path.join(run_dir, "aria2.out")) == digest
+        # the held download was running all along
+        assert not [l for l in daemon.log_text().splitlines()
+                    if '" 200 %d "-" "-" HIT' % size in l]
+    finally:
+        st, body = held.finish()
+    assert st == 200 and hashlib.sha256(body).hexdigest() == digest
+    # every refusal was one of aria2's segments
+    harness.wait_for(lambda: not harness.connection_children(daemon.proc.pid))
+    lines = [l for l in daemon.log_text().splitlines() if '"GET /big.bin' in l]
+    refused = [l for l in lines if '" 429 ' in l]
+    assert refused and all('"aria2/' in l for l in refused), refused
