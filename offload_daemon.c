@@ -302,7 +302,7 @@ struct object {
 /* Status codes counted one by one in the metrics; others as "other". */
 static const int g_metric_codes[] = {200, 206, 301, 302, 304, 307, 400, 403,
                                      404, 405, 408, 410, 412, 414, 416, 429,
-                                     431, 500, 502, 503, 504, 505};
+                                     431, 500, 501, 502, 503, 504, 505};
 #define N_METRIC_CODES (sizeof(g_metric_codes) / sizeof(g_metric_codes[0]))
 
 /* The words of enum cache_status, in its order. */
