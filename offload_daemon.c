@@ -1179,11 +1179,12 @@ static int request_parse(struct request *rq)
 /*
  * The one place that decides whether a request path is acceptable.
  * target is an origin-form path without query. Writes the path to ask the
- * base for into out (runs of '/' merged, percent-escapes kept as sent)
- * and returns out; returns NULL when the path is unsafe or malformed:
- * not starting with '/', a '.' or '..' segment (also when written with
- * escapes), an escaped NUL, a bad escape, control characters, a fragment,
- * or a result that does not fit in outsz. The result is never longer
+ * base for into out (runs of '/' merged, '.' segments removed as RFC 3986
+ * 5.2.4 does, percent-escapes kept as sent) and returns out; returns
+ * NULL when the path is unsafe or malformed: not starting with '/', a
+ * '..' segment (also when written with escapes), an escaped NUL, a bad
+ * escape, control characters, a fragment, or a result that does not fit
+ * in outsz. The result is never longer
  * than target, so out may be target itself (sanitized in place).
  */
 static char *path_sanitize(const char *target, char *out, size_t outsz)
@@ -1196,7 +1197,7 @@ static char *path_sanitize(const char *target, char *out, size_t outsz)
     while (*p) {
         /* p is at a '/': merge the run, then examine one segment */
         char seg[4];    /* decoded start of the segment, enough for ".." */
-        size_t seglen = 0;
+        size_t seglen = 0, seg_out = o;
         int only_dots = 1;
 
         while (*p == '/')
@@ -1231,8 +1232,10 @@ static char *path_sanitize(const char *target, char *out, size_t outsz)
             o += width;
             p += width;
         }
-        if (only_dots && (seglen == 1 || seglen == 2))
+        if (only_dots && seglen == 2)
             return NULL;
+        if (only_dots && seglen == 1)
+            o = *p ? seg_out : seg_out + 1;  /* "/a/./b" is "/a/b" */
     }
     out[o] = '\0';
     return out;
@@ -1390,11 +1393,11 @@ static int if_none_match_matches(const char *list, const char *etag)
     const char *want = etag_opaque(etag), *p = list, *start;
     size_t wl = strlen(want), len;
 
-    if (*etag == '\0')
-        return 0;
     while ((p = list_next(p, &start, &len)) != NULL) {
         if (len == 1 && *start == '*')
-            return 1;
+            return 1;   /* any current copy, with an ETag or without */
+        if (*etag == '\0')
+            continue;
         if (len > 2 && strncmp(start, "W/", 2) == 0) {
             start += 2;
             len -= 2;

@@ -320,6 +320,26 @@ def test_absolute_form(pair):
     assert {e["uri"] for e in base.access_entries()} == {"/a.bin"}
 
 
+def test_dot_segments_are_removed(pair):
+    """RFC 3986 5.2.4 (RFC 9110 4.2.3): "/./" is the same path. apt asks
+    for "/repo/./pkg.deb" in a flat repository ("deb URL ./"), and Apache
+    serves it; ".." is refused, never resolved (the base is not asked)."""
+    base, daemon = pair
+    digest = old_file(os.path.join(base.docroot, "d", "f.bin"), 20 * KB)
+    for path, want in (("/d/./f.bin", 200), ("/./d/%2e/f.bin", 200),
+                       ("/d/x/../f.bin", 400)):
+        st, _f, body, _c = ask(daemon.host, daemon.port, request("GET", path))
+        assert st == want, path
+        if want == 200:
+            assert hashlib.sha256(body).hexdigest() == digest
+    st, _f, _b, _c = ask("127.0.0.1", base.port, request("GET", "/d/./f.bin"))
+    assert st == 200
+    # one object for all the spellings, fetched once
+    assert harness.wait_for(lambda: len(cache_objects(daemon)) == 1)
+    assert {e["uri"] for e in base.access_entries()
+            if e["bypass"] == "true"} == {"/d/f.bin"}
+
+
 # ---------------------------------------------------------------- bodies of answers to unparsed requests
 
 UNPARSED = [
@@ -576,3 +596,90 @@ def test_cap_spares_shared_addresses(base, daemon_factory, run_dir):
     lines = [l for l in daemon.log_text().splitlines() if '"GET /big.bin' in l]
     refused = [l for l in lines if '" 429 ' in l]
     assert refused and all('"aria2/' in l for l in refused), refused
+
+
+def apt_repo(docroot, size):
+    """A flat apt repository under docroot/repo with one package of
+    about size bytes (uncompressed, random). Returns the .deb's sha256."""
+    work = os.path.join(docroot, "..", "pkg")
+    os.makedirs(os.path.join(work, "DEBIAN"))
+    harness.write_file(os.path.join(work, "usr", "share", "offtest", "blob"),
+                       size)
+    with open(os.path.join(work, "DEBIAN", "control"), "w") as f:
+        f.write("Package: offtest\nVersion: 1.0\nArchitecture: all\n"
+                "Maintainer: tests <tests@example.com>\n"
+                "Description: a package for the tests\n")
+    repo = os.path.join(docroot, "repo")
+    os.makedirs(repo)
+    deb = os.path.join(repo, "offtest_1.0_all.deb")
+    subprocess.run(["dpkg-deb", "-Znone", "--build", work, deb], check=True,
+                   capture_output=True)
+    packages = subprocess.run(["dpkg-scanpackages", ".", "/dev/null"],
+                              cwd=repo, check=True, capture_output=True).stdout
+    with open(os.path.join(repo, "Packages"), "wb") as f:
+        f.write(packages)
+    with open(os.path.join(repo, "Release"), "w") as f:
+        f.write("Origin: tests\nSuite: tests\nCodename: tests\nDate: %s\n"
+                "SHA256:\n %s %d Packages\n"
+                % (http_date(time.time()), hashlib.sha256(packages).hexdigest(),
+                   len(packages)))
+    for root, dirs, files in os.walk(repo):
+        for n in dirs + files:
+            os.chmod(os.path.join(root, n), 0o755 if n in dirs else 0o644)
+    return harness.sha256_file(deb)
+
+
+@pytest.mark.skipif(not all(os.path.exists(p) for p in
+                            ("/usr/bin/dpkg-scanpackages", "/usr/bin/apt-get")),
+                    reason="needs dpkg-dev and apt")
+def test_apt_get_download_behind_one_address(apache_factory, daemon_factory,
+                                             run_dir):
+    """apt-get download through the real module and daemon, two machines
+    behind one address at once, while a third downloads the package:
+    none is refused (apt does not honour Retry-After)."""
+    base = apache_factory(start=False)
+    digest = apt_repo(base.docroot, 8 * MB)
+    daemon = daemon_factory(base.base_url)
+    base.conf_extra = "OffloadEngine On\nOffloadHost 127.0.0.1:%d\n" % daemon.port
+    base.start()
+    sources = os.path.join(run_dir, "sources.list")
+    with open(sources, "w") as f:
+        # over [::1]: a client on 127.0.0.1 would count as the offload
+        # host itself and not be redirected
+        f.write("deb [trusted=yes] %s ./\n" % base.url6("/repo"))
+    apt = ["apt-get", "-q", "-o", "Dir::Etc::SourceList=" + sources,
+           "-o", "Dir::Etc::SourceParts=/nonexistent",
+           "-o", "Dir::State::Lists=" + os.path.join(run_dir, "lists"),
+           "-o", "Dir::Cache=" + os.path.join(run_dir, "apt-cache"),
+           "-o", "Dir::State::status=/dev/null",
+           "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root",
+           "-o", "Acquire::Retries=0"]
+    os.makedirs(os.path.join(run_dir, "lists", "partial"))
+    p = subprocess.run(apt + ["update"], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    path = "/repo/offtest_1.0_all.deb"
+    st, _f, _b, _c = ask(daemon.host, daemon.port, request("GET", path))
+    assert st == 200     # cached
+    held = HeldDownload(daemon, path)
+    try:
+        procs = []
+        for n in ("m1", "m2"):
+            d = os.path.join(run_dir, n)
+            os.makedirs(d)
+            procs.append((d, subprocess.Popen(
+                apt + ["download", "offtest"], cwd=d, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True)))
+        for d, proc in procs:
+            out, _e = proc.communicate(timeout=120)
+            assert proc.returncode == 0, out
+            assert harness.sha256_file(
+                os.path.join(d, "offtest_1.0_all.deb")) == digest
+    finally:
+        st, body = held.finish()
+    assert st == 200 and hashlib.sha256(body).hexdigest() == digest
+    # both came through the offload host, none refused
+    harness.wait_for(lambda: not harness.connection_children(daemon.proc.pid))
+    apt_lines = [l for l in daemon.log_text().splitlines() if "APT-HTTP" in l]
+    assert len(apt_lines) == 2 and all('" 200 ' in l for l in apt_lines), \
+        apt_lines

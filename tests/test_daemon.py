@@ -430,7 +430,7 @@ def test_malformed_requests(pair, request_bytes, expected):
 
 TRAVERSAL = ["/../secret.txt", "/%2e%2e/secret.txt", "/a/../../secret.txt",
              "/%2E%2E%2Fsecret.txt", "/..%2fsecret.txt", "/a/%2e%2e/%2e%2e/secret.txt",
-             "/./secret.txt", "/a%00/secret.txt", "/..\\secret.txt",
+             "/./../secret.txt", "/a%00/secret.txt", "/..\\secret.txt",
              "//../secret.txt", "/" + "x/" * 4200]
 
 

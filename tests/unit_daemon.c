@@ -109,7 +109,7 @@ static void test_path_sanitize(void)
     char out[64];
     static const char *const bad[] = {
         "", "a", "/..", "/../etc/passwd", "/a/../b", "/a/%2e%2e/b", "/%2E%2e",
-        "/a/.", "/./a", "/a%00b", "/a%2fb", "/a%5cb", "/a\\b", "/a b",
+        "/./..", "/a/%2e/%2e%2e", "/a%00b", "/a%2fb", "/a%5cb", "/a\\b", "/a b",
         "/a\001", "/a%zz", "/a%2", "/a#b", "/a?b",
     };
     size_t i;
@@ -123,6 +123,14 @@ static void test_path_sanitize(void)
     CHECK(path_sanitize("/a//b///c", out, sizeof(out)) != NULL &&
           strcmp(out, "/a/b/c") == 0);
     CHECK(path_sanitize("//x", out, sizeof(out)) != NULL && strcmp(out, "/x") == 0);
+    /* '.' segments go (RFC 3986 5.2.4), also escaped; '..' never passes */
+    CHECK(path_sanitize("/a/./b", out, sizeof(out)) != NULL &&
+          strcmp(out, "/a/b") == 0);
+    CHECK(path_sanitize("/./a", out, sizeof(out)) != NULL && strcmp(out, "/a") == 0);
+    CHECK(path_sanitize("/a/.", out, sizeof(out)) != NULL && strcmp(out, "/a/") == 0);
+    CHECK(path_sanitize("/.//%2e/a", out, sizeof(out)) != NULL &&
+          strcmp(out, "/a") == 0);
+    CHECK(path_sanitize("/.", out, sizeof(out)) != NULL && strcmp(out, "/") == 0);
     CHECK(path_sanitize("/", out, sizeof(out)) != NULL && strcmp(out, "/") == 0);
     CHECK(path_sanitize("/a%20b/...x/..a", out, sizeof(out)) != NULL &&
           strcmp(out, "/a%20b/...x/..a") == 0);
@@ -180,6 +188,9 @@ static void test_validators(void)
     CHECK(!if_none_match_matches("\"abcd\"", "\"abc\""));
     CHECK(if_none_match_matches(" , ,W/\"abc\" ,", "\"abc\""));
     CHECK(!if_none_match_matches("", "\"abc\""));
+    CHECK(if_none_match_matches("\"x\", *", ""));
+    CHECK(!if_none_match_matches("\"x\"", ""));
+    CHECK(if_match_matches("*", "") && !if_match_matches("\"\"", ""));
     CHECK(header_has_token("Keep-Alive, , close ", "close"));
     CHECK(header_has_token("upgrade,keep-alive", "Keep-Alive"));
     CHECK(!header_has_token("closed, xclose", "close"));
