@@ -211,7 +211,7 @@ struct request {
     int http_minor;      /* HTTP/1.x */
     int keep_alive;
     int seen_content_length;
-    const char *host;    /* Host, or the authority of an absolute form */
+    const char *host;    /* Host (an absolute form's authority overrides it) */
     const char *connection;
     const char *range;
     const char *if_range;
@@ -326,12 +326,10 @@ struct metrics {
     int64_t cache_objects;
 };
 
-/* One GET in progress: who and what (hashes; 0 = free), and whether it
- * is a segment (dupe_acquire). */
+/* One GET in progress: who and what (hashes; 0 = free). */
 struct dupe_slot {
     uint64_t client;
     uint64_t url;
-    int segment;
 };
 
 /* What the processes share (mapped by the parent before forking). */
@@ -4218,7 +4216,6 @@ static int dupe_try(uint64_t c, uint64_t u, int segment)
     if (ok) {
         g_shared->slots[g_slot].client = c;
         g_shared->slots[g_slot].url = u;
-        g_shared->slots[g_slot].segment = segment;
     }
     pthread_mutex_unlock(&g_shared->lock);
     return ok ? 0 : -1;
@@ -4300,7 +4297,6 @@ static void dupe_release(int i)
     shared_lock();
     g_shared->slots[i].client = 0;
     g_shared->slots[i].url = 0;
-    g_shared->slots[i].segment = 0;
     pthread_mutex_unlock(&g_shared->lock);
 }
 
