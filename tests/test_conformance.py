@@ -400,6 +400,15 @@ def test_request_line_of_8000_octets(pair):
         assert st == 200 and hashlib.sha256(body).hexdigest() == digest
     st, f, _b, _c = ask(daemon.host, daemon.port, request("HEAD", path))
     assert st == 200 and f["content-length"] == [str(30 * KB)]
+    # too long to be cached, it is passed through, preconditions and all
+    etag = f["etag"][0]
+    for fields, want in ((['If-Match: "nope"'], 412),
+                         (["If-None-Match: " + etag], 304),
+                         (["Range: bytes=0-9"], 206)):
+        st, _f, body, _c = ask(daemon.host, daemon.port,
+                               request("GET", path, fields))
+        assert st == want, fields
+    assert cache_objects(daemon) == []
     # Apache takes it too (LimitRequestLine 8190)
     st, _f, body, _c = ask("127.0.0.1", base.port, request("GET", path))
     assert st == 200
