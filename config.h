@@ -218,6 +218,16 @@
 #define OFFLOAD_MAX_TRUSTED_PROXIES 32
 #endif
 
+/* Most ServerName names of one daemon. */
+#ifndef OFFLOAD_MAX_SERVER_NAMES
+#define OFFLOAD_MAX_SERVER_NAMES 16
+#endif
+
+/* The longest ServerName: a host name (255) and a port. */
+#ifndef OFFLOAD_MAX_SERVER_NAME
+#define OFFLOAD_MAX_SERVER_NAME 262
+#endif
+
 /* Longest line in the daemon's config file. */
 #ifndef OFFLOAD_MAX_CONFIG_LINE
 #define OFFLOAD_MAX_CONFIG_LINE 4096
@@ -250,7 +260,7 @@
 
 /* ---- input limits (client and base alike) ------------------------------ */
 
-/* Longest request line; longer gets 414. */
+/* Longest request line; longer gets 414. At least 8000 (RFC 9112 3). */
 #ifndef OFFLOAD_MAX_REQUEST_LINE
 #define OFFLOAD_MAX_REQUEST_LINE 8192
 #endif
@@ -265,10 +275,25 @@
 #define OFFLOAD_MAX_HEADERS 100
 #endif
 
-/* Longest URL path the daemon accepts (after decoding); must fit in the
- * cache metadata block together with the validators. */
+/* Longest URL path the daemon accepts, as sent (RFC 9112 3 recommends
+ * request lines of at least 8000 octets: a path as long as the longest
+ * request line is accepted). Not a cost per download: the path is
+ * checked in place, and the arrays sized by it are written only as far
+ * as a path goes. */
 #ifndef OFFLOAD_MAX_PATH
-#define OFFLOAD_MAX_PATH 2048
+#define OFFLOAD_MAX_PATH OFFLOAD_MAX_REQUEST_LINE
+#endif
+
+/* Longest URL path whose file is cached: its key must fit in the cache
+ * metadata block (OFFLOAD_META_SIZE) with the validators. A longer path
+ * is served, passed through from the base without caching. */
+#ifndef OFFLOAD_MAX_CACHED_PATH
+#define OFFLOAD_MAX_CACHED_PATH 2048
+#endif
+
+/* Longest Location of a redirect from the base that is passed on. */
+#ifndef OFFLOAD_MAX_LOCATION
+#define OFFLOAD_MAX_LOCATION 2048
 #endif
 
 /* Longest validator or type value kept from the base (ETag, dates,

@@ -34,6 +34,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <link.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -109,12 +110,15 @@ enum cache_status {
 };
 
 /* A client request's method, as far as the daemon tells them apart.
- * METHOD_NONE: the request line did not parse. */
+ * METHOD_NONE: the request line did not parse. METHOD_OTHER: a method
+ * of RFC 9110 9.3 or PATCH, not served here (405); METHOD_UNKNOWN: any
+ * other (501, RFC 9110 9.1). */
 enum http_method {
     METHOD_NONE,
     METHOD_GET,
     METHOD_HEAD,
-    METHOD_OTHER
+    METHOD_OTHER,
+    METHOD_UNKNOWN
 };
 
 /* Results of parsing a client request. */
@@ -125,6 +129,13 @@ enum parse_result {
     PARSE_URI_TOO_LONG = 414,
     PARSE_HEADERS_TOO_LARGE = 431,
     PARSE_BAD_VERSION = 505
+};
+
+/* What a request's preconditions say (RFC 9110 13.2.2). */
+enum precondition {
+    PRE_PASS,            /* go on: Range, then the answer */
+    PRE_NOT_MODIFIED,    /* 304 */
+    PRE_FAILED           /* 412 */
 };
 
 /* Results of range_parse(). */
@@ -163,11 +174,11 @@ struct cidr {
 
 /* Everything set at start-up from the config file and the flags. */
 struct settings {
-    char base_url[OFFLOAD_MAX_PATH];
+    char base_url[OFFLOAD_MAX_CACHED_PATH];
     char base_host[256];           /* host name or address, no brackets */
     char base_port[8];
     char base_authority[300];      /* Host header: host[:port] as given */
-    char base_prefix[OFFLOAD_MAX_PATH]; /* path part of --base, no final / */
+    char base_prefix[OFFLOAD_MAX_CACHED_PATH]; /* path part of --base, no final / */
     char base_address[256];        /* BaseAddress, or empty */
     struct listen_spec listen[OFFLOAD_MAX_LISTEN];
     int nlisten;
@@ -192,6 +203,8 @@ struct settings {
     char status_path[256];         /* metrics and health; empty = off */
     struct cidr status_allow[OFFLOAD_MAX_TRUSTED_PROXIES];
     int nstatus_allow;
+    char server_names[OFFLOAD_MAX_SERVER_NAMES][OFFLOAD_MAX_SERVER_NAME + 1];
+    int nserver_names;
 };
 
 /* One client request. Header values point into buf. */
@@ -204,13 +217,19 @@ struct request {
     int http_minor;      /* HTTP/1.x */
     int keep_alive;
     int seen_content_length;
+    const char *host;    /* Host (an absolute form's authority overrides it) */
+    const char *connection;
     const char *range;
     const char *if_range;
+    const char *if_match;
     const char *if_none_match;
     const char *if_modified_since;
+    const char *if_unmodified_since;
     const char *user_agent;
     const char *referer;
     const char *x_forwarded_for;
+    char *path;          /* the target, checked: in place over it */
+    size_t lists_len;    /* bytes of lists in use */
     char client[INET6_ADDRSTRLEN + 8]; /* peer, or last XFF hop of a proxy */
     /* what happened, for the access log */
     int status;
@@ -218,8 +237,10 @@ struct request {
     enum cache_status cache_status;
     struct timespec started;
     char request_line[512];
-    char path[OFFLOAD_MAX_PATH + 1];  /* the target, checked and decoded */
-    char buf[OFFLOAD_MAX_HEADER_BLOCK + 1]; /* last: pages touched as used */
+    char buf[OFFLOAD_MAX_HEADER_BLOCK + 1]; /* pages touched as used */
+    /* values of fields sent on several lines, combined (field_combine);
+     * written only for such requests */
+    char lists[OFFLOAD_MAX_HEADER_BLOCK + 1];
 };
 
 /* The head of a response from the base server. The fields come before
@@ -238,7 +259,7 @@ struct base_response {
     char last_modified[OFFLOAD_MAX_VALIDATOR];
     char content_type[OFFLOAD_MAX_VALIDATOR];
     char content_range[OFFLOAD_MAX_VALIDATOR];
-    char location[OFFLOAD_MAX_PATH];
+    char location[OFFLOAD_MAX_LOCATION];
     char sha256[OFFLOAD_SHA256_B64_LEN + 1]; /* advertised digest, or "" */
     char buf[OFFLOAD_MAX_HEADER_BLOCK + 1]; /* last: pages touched as used */
 };
@@ -254,7 +275,7 @@ struct object_meta {
     char etag[OFFLOAD_MAX_VALIDATOR];
     char last_modified[OFFLOAD_MAX_VALIDATOR];
     char content_type[OFFLOAD_MAX_VALIDATOR];
-    char key[OFFLOAD_MAX_PATH + 300];
+    char key[OFFLOAD_MAX_CACHED_PATH + 300];
 };
 
 /* Room for an object's key and its four file names, one after another. */
@@ -288,7 +309,7 @@ struct object {
 /* Status codes counted one by one in the metrics; others as "other". */
 static const int g_metric_codes[] = {200, 206, 301, 302, 304, 307, 400, 403,
                                      404, 405, 408, 410, 412, 414, 416, 429,
-                                     431, 500, 502, 503, 504, 505};
+                                     431, 500, 501, 502, 503, 504, 505};
 #define N_METRIC_CODES (sizeof(g_metric_codes) / sizeof(g_metric_codes[0]))
 
 /* The words of enum cache_status, in its order. */
@@ -722,6 +743,23 @@ static ssize_t conn_sendfile(struct conn *c, int file_fd, off_t *pos,
     return sendfile(c->fd, file_fd, pos, len);
 }
 
+/* The local address (numeric, no brackets; an IPv4-mapped IPv6 address
+ * as IPv4) and port of c, into host[INET6_ADDRSTRLEN] and port[8].
+ * Returns 0, or -1 when c is not a socket (--cgi). */
+static int conn_local_name(struct conn *c, char *host, char *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getsockname(c->fd, (struct sockaddr *)&ss, &len) != 0 ||
+        getnameinfo((struct sockaddr *)&ss, len, host, INET6_ADDRSTRLEN, port,
+                    8, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        return -1;
+    if (strncmp(host, "::ffff:", 7) == 0 && strchr(host, '.') != NULL)
+        memmove(host, host + 7, strlen(host + 7) + 1);
+    return 0;
+}
+
 /* Close c at once (no-op when it is not open). */
 static void conn_close(struct conn *c)
 {
@@ -750,6 +788,18 @@ static void conn_close_lingering(struct conn *c)
 /* ======================================================================
  * Parsing: client requests, paths, ranges, settings, base responses
  * ====================================================================== */
+
+/* Value of a hex digit, or -1. */
+static int hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
 
 /* tchar of RFC 9110: the characters of a token. */
 static int is_tchar(int c)
@@ -875,20 +925,124 @@ static int head_split_fields(char *buf, size_t end, size_t pos,
     return -1;
 }
 
-/* The method named name (case-sensitive, RFC 9110 9.1). */
+/* The method named name (case-sensitive, RFC 9110 9.1): GET, HEAD,
+ * another of RFC 9110 9.3 or PATCH (RFC 5789), or unknown. */
 static enum http_method method_of(const char *name)
 {
+    static const char *const others[] = {"POST", "PUT", "DELETE", "CONNECT",
+                                         "OPTIONS", "TRACE", "PATCH"};
+    size_t i;
+
     if (strcmp(name, "GET") == 0)
         return METHOD_GET;
     if (strcmp(name, "HEAD") == 0)
         return METHOD_HEAD;
-    return METHOD_OTHER;
+    for (i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        if (strcmp(name, others[i]) == 0)
+            return METHOD_OTHER;
+    }
+    return METHOD_UNKNOWN;
 }
 
-/* Per-field callback of request_parse(). Returns 0, or -1 to reject. */
+/*
+ * The one way a field sent on several lines is read (RFC 9110 5.3): as
+ * one value, the lines joined in order with ", ". The first line's value
+ * stays where it is; a second makes a copy in rq->lists, which later
+ * lines extend. A singleton field (a date, If-Range) so combined is no
+ * longer a valid value, and is ignored as the RFC says. Returns 0, or -1
+ * when rq->lists is full (the request is refused).
+ */
+static int field_combine(struct request *rq, const char **slot,
+                         const char *value)
+{
+    char *end = rq->lists + rq->lists_len;
+    size_t room = sizeof(rq->lists) - rq->lists_len;
+    size_t ol, vl = strlen(value);
+
+    if (*slot == NULL) {
+        *slot = value;
+        return 0;
+    }
+    ol = strlen(*slot);
+    if (rq->lists_len > 0 && *slot + ol + 1 == end) {
+        /* the copy is the last one in lists: extend it in place */
+        if (vl + 2 >= room)
+            return -1;
+        memcpy(end - 1, ", ", 2);
+        memcpy(end + 1, value, vl + 1);
+        rq->lists_len += vl + 2;
+        return 0;
+    }
+    if (ol + vl + 3 > room)
+        return -1;
+    memcpy(end, *slot, ol);
+    memcpy(end + ol, ", ", 2);
+    memcpy(end + ol + 2, value, vl + 1);
+    *slot = end;
+    rq->lists_len += ol + vl + 3;
+    return 0;
+}
+
+/* Is c allowed in a reg-name (RFC 3986 3.2.2) other than as part of a
+ * percent-escape: unreserved or sub-delims? */
+static int is_reg_name_char(int c)
+{
+    return isalnum(c) || (c != '\0' && strchr("-._~!$&'()*+,;=", c) != NULL);
+}
+
+/*
+ * Is s[0..len) a valid authority of an http URI without userinfo,
+ * uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2): an IPv6 literal
+ * in brackets, or a non-empty reg-name or IPv4 address, then an optional
+ * port of digits? An empty host is invalid for http (RFC 9110 4.2.1).
+ */
+static int authority_valid(const char *s, size_t len)
+{
+    size_t i = 0;
+
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        char lit[INET6_ADDRSTRLEN];
+        unsigned char bin[16];
+        size_t n = close ? (size_t)(close - s) - 1 : 0;
+
+        if (close == NULL || n == 0 || n >= sizeof(lit))
+            return 0;
+        memcpy(lit, s + 1, n);
+        lit[n] = '\0';
+        if (inet_pton(AF_INET6, lit, bin) != 1)
+            return 0;
+        i = n + 2;
+    } else {
+        for (; i < len && s[i] != ':'; i++) {
+            if (s[i] == '%' && i + 2 < len &&
+                hex_value((unsigned char)s[i + 1]) >= 0 &&
+                hex_value((unsigned char)s[i + 2]) >= 0)
+                i += 2;
+            else if (!is_reg_name_char((unsigned char)s[i]))
+                return 0;
+        }
+        if (i == 0)
+            return 0;
+    }
+    if (i == len)
+        return 1;
+    if (s[i] != ':')
+        return 0;
+    for (i++; i < len; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
+}
+
+/* Per-field callback of request_parse(). Returns 0, or -1 to reject:
+ * fields that must not repeat (Content-Length, Host, Range) on a second
+ * line; list fields are combined (field_combine). */
 static int request_field(void *ctx, char *name, char *value)
 {
     struct request *rq = ctx;
+    const char **list = NULL;
 
     if (strcasecmp(name, "Content-Length") == 0) {
         /* a body on GET or HEAD has no use here and invites smuggling */
@@ -897,29 +1051,34 @@ static int request_field(void *ctx, char *name, char *value)
         rq->seen_content_length = 1;
     } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
         return -1;
-    } else if (strcasecmp(name, "Connection") == 0) {
-        if (header_has_token(value, "close"))
-            rq->keep_alive = 0;
-        else if (header_has_token(value, "keep-alive"))
-            rq->keep_alive = 1;
+    } else if (strcasecmp(name, "Host") == 0) {
+        if (rq->host != NULL)
+            return -1;
+        rq->host = value;
     } else if (strcasecmp(name, "Range") == 0) {
         if (rq->range != NULL)
             return -1;
         rq->range = value;
+    } else if (strcasecmp(name, "Connection") == 0) {
+        list = &rq->connection;
     } else if (strcasecmp(name, "If-Range") == 0) {
-        rq->if_range = value;
+        list = &rq->if_range;
+    } else if (strcasecmp(name, "If-Match") == 0) {
+        list = &rq->if_match;
     } else if (strcasecmp(name, "If-None-Match") == 0) {
-        rq->if_none_match = value;
+        list = &rq->if_none_match;
     } else if (strcasecmp(name, "If-Modified-Since") == 0) {
-        rq->if_modified_since = value;
+        list = &rq->if_modified_since;
+    } else if (strcasecmp(name, "If-Unmodified-Since") == 0) {
+        list = &rq->if_unmodified_since;
+    } else if (strcasecmp(name, "X-Forwarded-For") == 0) {
+        list = &rq->x_forwarded_for;
     } else if (strcasecmp(name, "User-Agent") == 0) {
         rq->user_agent = value;
     } else if (strcasecmp(name, "Referer") == 0) {
         rq->referer = value;
-    } else if (strcasecmp(name, "X-Forwarded-For") == 0) {
-        rq->x_forwarded_for = value;
     }
-    return 0;
+    return list != NULL ? field_combine(rq, list, value) : 0;
 }
 
 /*
@@ -996,6 +1155,17 @@ static int request_line_parse(struct request *rq, char *line)
     return PARSE_OK;
 }
 
+/* Forget the header fields of an earlier request in rq. */
+static void request_fields_clear(struct request *rq)
+{
+    rq->seen_content_length = 0;
+    rq->lists_len = 0;
+    rq->host = rq->connection = rq->range = rq->if_range = NULL;
+    rq->if_match = rq->if_none_match = NULL;
+    rq->if_modified_since = rq->if_unmodified_since = NULL;
+    rq->user_agent = rq->referer = rq->x_forwarded_for = NULL;
+}
+
 /*
  * Parse the request in rq->buf[0..rq->len). Returns PARSE_INCOMPLETE when
  * the header block has not fully arrived (and is within its limits),
@@ -1024,36 +1194,36 @@ static int request_parse(struct request *rq)
     rc = request_line_parse(rq, rq->buf + start);
     if (rc != PARSE_OK)
         return rc;
-    rq->seen_content_length = 0;
+    request_fields_clear(rq);
     rc = head_split_fields(rq->buf, end, (size_t)(eol - rq->buf) + 2,
                            request_field, rq);
     if (rc == -2)
         return PARSE_HEADERS_TOO_LARGE;
     if (rc != 0)
         return PARSE_BAD;
+    /* RFC 9112 3.2: HTTP/1.1 needs one valid Host; any request with an
+     * invalid one is refused */
+    if (rq->host == NULL ? rq->http_minor >= 1
+                         : !authority_valid(rq->host, strlen(rq->host)))
+        return PARSE_BAD;
+    if (rq->connection != NULL && header_has_token(rq->connection, "close"))
+        rq->keep_alive = 0;
+    else if (rq->connection != NULL &&
+             header_has_token(rq->connection, "keep-alive"))
+        rq->keep_alive = 1;
     return PARSE_OK;
-}
-
-/* Value of a hex digit, or -1. */
-static int hex_value(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /*
  * The one place that decides whether a request path is acceptable.
  * target is an origin-form path without query. Writes the path to ask the
- * base for into out (runs of '/' merged, percent-escapes kept as sent)
- * and returns out; returns NULL when the path is unsafe or malformed:
- * not starting with '/', a '.' or '..' segment (also when written with
- * escapes), an escaped NUL, a bad escape, control characters, a fragment,
- * or a result that does not fit in outsz.
+ * base for into out (runs of '/' merged, '.' segments removed as RFC 3986
+ * 5.2.4 does, percent-escapes kept as sent) and returns out; returns
+ * NULL when the path is unsafe or malformed: not starting with '/', a
+ * '..' segment (also when written with escapes), an escaped NUL, a bad
+ * escape, control characters, a fragment, or a result that does not fit
+ * in outsz. The result is never longer
+ * than target, so out may be target itself (sanitized in place).
  */
 static char *path_sanitize(const char *target, char *out, size_t outsz)
 {
@@ -1065,7 +1235,7 @@ static char *path_sanitize(const char *target, char *out, size_t outsz)
     while (*p) {
         /* p is at a '/': merge the run, then examine one segment */
         char seg[4];    /* decoded start of the segment, enough for ".." */
-        size_t seglen = 0;
+        size_t seglen = 0, seg_out = o;
         int only_dots = 1;
 
         while (*p == '/')
@@ -1096,12 +1266,14 @@ static char *path_sanitize(const char *target, char *out, size_t outsz)
             seglen++;
             if (o + width >= outsz)
                 return NULL;
-            memcpy(out + o, p, width);
+            memmove(out + o, p, width);   /* out may be target */
             o += width;
             p += width;
         }
-        if (only_dots && (seglen == 1 || seglen == 2))
+        if (only_dots && seglen == 2)
             return NULL;
+        if (only_dots && seglen == 1)
+            o = *p ? seg_out : seg_out + 1;  /* "/a/./b" is "/a/b" */
     }
     out[o] = '\0';
     return out;
@@ -1224,17 +1396,46 @@ static int if_range_matches(const char *if_range, const char *etag,
     return want != -1 && have != -1 && want == have;
 }
 
+/* Does an If-Match list match etag (strong comparison, RFC 9110
+ * 13.1.1): "*", or the same strong ETag? */
+static int if_match_matches(const char *list, const char *etag)
+{
+    const char *p = list, *start;
+    size_t el = strlen(etag), len;
+
+    while ((p = list_next(p, &start, &len)) != NULL) {
+        if (len == 1 && *start == '*')
+            return 1;
+        if (etag[0] == '"' && len == el && strncmp(start, etag, el) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Compare a date field's value with a Last-Modified value: 1 when the
+ * latter is not after it, 0 when it is, -1 when either is not one valid
+ * HTTP-date (the field is then ignored). */
+static int date_not_after(const char *field, const char *last_modified)
+{
+    time_t want = http_date_parse(field);
+    time_t have = last_modified[0] ? http_date_parse(last_modified) : -1;
+
+    if (want == -1 || have == -1)
+        return -1;
+    return have <= want;
+}
+
 /* Does an If-None-Match list match etag (weak comparison)? */
 static int if_none_match_matches(const char *list, const char *etag)
 {
     const char *want = etag_opaque(etag), *p = list, *start;
     size_t wl = strlen(want), len;
 
-    if (*etag == '\0')
-        return 0;
     while ((p = list_next(p, &start, &len)) != NULL) {
         if (len == 1 && *start == '*')
-            return 1;
+            return 1;   /* any current copy, with an ETag or without */
+        if (*etag == '\0')
+            continue;
         if (len > 2 && strncmp(start, "W/", 2) == 0) {
             start += 2;
             len -= 2;
@@ -1354,7 +1555,7 @@ static int base_url_parse(const char *url, struct settings *cfg,
                           const char **why)
 {
     const char *h, *path;
-    char prefix[OFFLOAD_MAX_PATH];
+    char prefix[OFFLOAD_MAX_CACHED_PATH];
     size_t hl;
 
     if (copy_string(cfg->base_url, sizeof(cfg->base_url), url) != 0) {
@@ -1651,7 +1852,8 @@ enum setting_kind {
     KIND_URL_PATH,   /* a path starting with /, or Off (stored empty) */
     KIND_BASE_URL,   /* base_url_parse() fills every base_* field */
     KIND_LISTEN,     /* a list of ADDR:PORT; struct listen_spec[] */
-    KIND_CIDR        /* a list of ADDR[/BITS]; struct cidr[] */
+    KIND_CIDR,       /* a list of ADDR[/BITS]; struct cidr[] */
+    KIND_HOST_NAME   /* a list of HOST[:PORT]; char[][] */
 };
 
 /* Properties of a setting beyond its kind. */
@@ -1736,6 +1938,8 @@ static const struct setting_def g_setting_defs[] = {
      .def_text = OFFLOAD_DEFAULT_STATUS_ALLOW},
     {"ScrubRate", "--scrub-rate", "RATE", KIND_SIZE, FIELD(scrub_rate),
      .min = 0, .max = LLONG_MAX, .def = OFFLOAD_DEFAULT_SCRUB_RATE},
+    {"ServerName", "--server-name", "HOST[:PORT]", KIND_HOST_NAME,
+     LIST(server_names, nserver_names), .max = OFFLOAD_MAX_SERVER_NAMES},
 };
 #define N_SETTINGS (sizeof(g_setting_defs) / sizeof(g_setting_defs[0]))
 
@@ -1936,6 +2140,27 @@ static int kind_cidr(struct settings *c, const struct setting_def *d,
     return 0;
 }
 
+/* KIND_HOST_NAME: one more HOST[:PORT] (a name, not an address
+ * literal in brackets), up to d->max. */
+static int kind_host_name(struct settings *c, const struct setting_def *d,
+                          const char *v, const char **why)
+{
+    char(*list)[OFFLOAD_MAX_SERVER_NAME + 1] = setting_field(c, d);
+    int *n = setting_count(c, d);
+
+    if (*n >= d->max || (size_t)*n >= d->size / sizeof(*list)) {
+        *why = "too many names";
+        return -1;
+    }
+    if (!authority_valid(v, strlen(v)) || v[0] == '[' ||
+        copy_string(list[*n], sizeof(list[0]), v) != 0) {
+        *why = "expected a host name, optionally with :PORT";
+        return -1;
+    }
+    (*n)++;
+    return 0;
+}
+
 /* What each kind is: its value in the syntax when the kind fixes it,
  * whether it is a list (a source's first value replaces the list the
  * sources before it gave), whether it is a number (default in def), and
@@ -1956,6 +2181,7 @@ static const struct {
     [KIND_BASE_URL] = {NULL, 0, 0, kind_base_url},
     [KIND_LISTEN] = {NULL, 1, 0, kind_listen},
     [KIND_CIDR] = {NULL, 1, 0, kind_cidr},
+    [KIND_HOST_NAME] = {NULL, 1, 0, kind_host_name},
 };
 
 /*
@@ -2281,6 +2507,44 @@ static int settings_check(struct settings *c, char *err, size_t errsz)
  * A copy is fetched into .part and renamed over the final name only when
  * its length checks out, so a partial copy never appears under it.
  * ====================================================================== */
+
+/* dl_iterate_phdr() callback of pages_map_all(): read one byte of
+ * every page of each loaded segment of one object. */
+static int pages_map_object(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+    long page = *(const long *)ctx;
+    int i;
+
+    (void)size;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t at, end;
+
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_R) ||
+            (ph->p_flags & PF_W))
+            continue;
+        at = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(page - 1);
+        end = info->dlpi_addr + ph->p_vaddr + ph->p_filesz;
+        for (; at < end; at += (uintptr_t)page)
+            (void)*(volatile const char *)at;
+    }
+    return 0;
+}
+
+/*
+ * Have the parent map every page of the program's and its libraries'
+ * code and data, before it forks anyone. A page of a file that only one
+ * process maps counts as that process's own: the request path, zlib's
+ * tables and the like are otherwise first touched by a connection child,
+ * which then holds them privately, in every child (memory per download).
+ */
+static void pages_map_all(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+
+    if (page > 0)
+        dl_iterate_phdr(pages_map_object, &page);
+}
 
 /* A 64-bit hash of s from zlib's two checksums: crc32 high, adler32 low. */
 static uint64_t hash64(const char *s, size_t len)
@@ -3707,10 +3971,35 @@ static size_t base_range_fields(char *out, size_t sz,
 }
 
 /*
+ * The base's HEAD answer br has validators but no Content-Length (Apache
+ * leaves it out for an empty file): learn the length from the head of a
+ * GET of the same version, on a connection of its own, closed before
+ * any body is read. Sets br->content_length when found.
+ */
+static NOINLINE void base_length_probe(const struct request *rq,
+                                       const struct object *obj,
+                                       struct base_response *br)
+{
+    static struct base_response get;
+    struct object_meta m;
+    struct conn c = CONN_CLOSED;
+
+    meta_from_base(&m, obj->key, br);
+    if (base_exchange(&c, METHOD_GET, rq, obj, "", &get) == 0 &&
+        get.content_length >= 0) {
+        m.length = get.content_length;
+        if (base_has_version(&get, &m))
+            br->content_length = get.content_length;
+    }
+    conn_close(&c);
+}
+
+/*
  * HEAD obj at the base on the child's kept-alive connection (opening one
  * when there is none, and retrying once on a fresh one when a reused
- * connection fails before answering). Returns 0 with br filled, or -1
- * with errno set.
+ * connection fails before answering); a 200 without a Content-Length
+ * gets its length from base_length_probe(). Returns 0 with br filled, or
+ * -1 with errno set.
  */
 static int base_head(const struct request *rq, const struct object *obj,
                      struct base_response *br)
@@ -3727,6 +4016,9 @@ static int base_head(const struct request *rq, const struct object *obj,
              * cannot be trusted to keep the connection in step */
             if (!br->keep_alive || br->len != br->head_len)
                 conn_close(&g_base);
+            if (br->status == 200 && br->content_length < 0 && !br->chunked &&
+                (br->etag[0] == '"' || br->last_modified[0] != '\0'))
+                base_length_probe(rq, obj, br);
             return 0;
         }
         if (!reused || errno == EAGAIN)
@@ -3828,7 +4120,7 @@ static int send_head(struct conn *cc, struct request *rq, int status, const char
 static int send_error(struct conn *cc, struct request *rq, int status,
                       const char *extra, const char *text)
 {
-    char hdr[OFFLOAD_MAX_PATH + 512];
+    char hdr[OFFLOAD_MAX_LOCATION + 512];
     size_t tl = strlen(text);
 
     if (status == 400 || status == 408 || status == 414 || status == 431 ||
@@ -3840,7 +4132,9 @@ static int send_error(struct conn *cc, struct request *rq, int status,
              extra ? extra : "", tl + 1);
     if (send_head(cc, rq, status, hdr) != 0)
         return -1;
-    if (rq->method == METHOD_HEAD || rq->method == METHOD_NONE)
+    /* the body goes with every answer but HEAD's, also when the request
+     * did not parse: its Content-Length promises it */
+    if (rq->method == METHOD_HEAD)
         return 0;
     rq->body_sent = (long long)tl + 1;
     if (conn_write(cc, text, tl) != 0 || conn_write(cc, "\n", 1) != 0)
@@ -3947,18 +4241,29 @@ static size_t digest_fields(const char *sha256, char *buf, size_t sz)
     return n < 0 || (size_t)n >= sz ? 0 : (size_t)n;
 }
 
-/* Is the client's cached copy current (If-None-Match, If-Modified-Since)? */
-static int request_not_modified(const struct request *rq,
-                                const struct object_meta *m)
+/*
+ * Evaluate rq's preconditions against the version m, in the order of
+ * RFC 9110 13.2.2: If-Match, else If-Unmodified-Since (412 when false);
+ * then If-None-Match, else If-Modified-Since (304 when false: only GET
+ * and HEAD get here). Range comes after all of them.
+ */
+static enum precondition preconditions(const struct request *rq,
+                                       const struct object_meta *m)
 {
-    if (rq->if_none_match != NULL)
-        return if_none_match_matches(rq->if_none_match, m->etag);
-    if (rq->if_modified_since != NULL && m->last_modified[0]) {
-        time_t ims = http_date_parse(rq->if_modified_since);
-        time_t lm = http_date_parse(m->last_modified);
-        return ims != -1 && lm != -1 && lm <= ims;
+    if (rq->if_match != NULL) {
+        if (!if_match_matches(rq->if_match, m->etag))
+            return PRE_FAILED;
+    } else if (rq->if_unmodified_since != NULL &&
+               date_not_after(rq->if_unmodified_since, m->last_modified) == 0) {
+        return PRE_FAILED;
     }
-    return 0;
+    if (rq->if_none_match != NULL)
+        return if_none_match_matches(rq->if_none_match, m->etag)
+                   ? PRE_NOT_MODIFIED : PRE_PASS;
+    if (rq->if_modified_since != NULL &&
+        date_not_after(rq->if_modified_since, m->last_modified) == 1)
+        return PRE_NOT_MODIFIED;
+    return PRE_PASS;
 }
 
 /*
@@ -4026,11 +4331,15 @@ static int serve_object(struct conn *cc, struct request *rq, struct object *obj)
     char *more = hdr + el;
     size_t room = sizeof(hdr) - el;
     enum range_result rr = RANGE_NONE;
+    enum precondition pre = preconditions(rq, m);
     int nr = 0;
 
-    if (request_not_modified(rq, m))
+    if (pre == PRE_FAILED)
+        return send_error(cc, rq, 412, hdr, "Precondition failed.");
+    if (pre == PRE_NOT_MODIFIED)
         return send_head(cc, rq, 304, hdr);
-    if (rq->range != NULL &&
+    /* Range applies to GET only (RFC 9110 14.2) */
+    if (rq->range != NULL && rq->method == METHOD_GET &&
         (rq->if_range == NULL ||
          if_range_matches(rq->if_range, m->etag, m->last_modified)))
         rr = range_parse(rq->range, m->length, r, OFFLOAD_MAX_RANGES, &nr);
@@ -4546,47 +4855,88 @@ static void shared_lock(void)
         pthread_mutex_consistent(&g_shared->lock);
 }
 
-/* Try once to take this child's slot for (c, u). Returns 0 or -1. */
-static int dupe_try(uint64_t c, uint64_t u)
+/* Try once to take this child's slot for (c, u): always for a whole
+ * file or a resume, for a segment only while fewer than MaxDupeDownloads
+ * downloads of u from c run. Returns 0 or -1. */
+static int dupe_try(uint64_t c, uint64_t u, int segment)
 {
-    int i, same = 0;
+    int i, same = 0, ok;
 
     shared_lock();
     for (i = 0; i < g_cfg.max_clients; i++) {
         if (g_shared->slots[i].client == c && g_shared->slots[i].url == u)
             same++;
     }
-    if (same < g_cfg.max_dupe) {
+    ok = !segment || g_cfg.max_dupe == 0 || same < g_cfg.max_dupe;
+    if (ok) {
         g_shared->slots[g_slot].client = c;
         g_shared->slots[g_slot].url = u;
     }
     pthread_mutex_unlock(&g_shared->lock);
-    return same < g_cfg.max_dupe ? 0 : -1;
+    return ok ? 0 : -1;
 }
 
 /*
- * Take this child's download slot for (client, url) unless the client
- * already has MaxDupeDownloads GETs of that URL running. A client that
- * asks again right after a download ended may find the old process not
- * yet past freeing its slot (it sent the last byte, then lost the CPU),
- * so a conflict is re-checked for a short while before refusing.
- * Returns 0 when taken (or when there is no cap), -1 to refuse.
+ * Is a Range value a resume: one range from a position to the end,
+ * "bytes=N-" (what wget -c, curl -C - and apt send), rather than a
+ * segment with an end, a suffix, or several ranges (what a download
+ * accelerator sends)?
  */
-static int dupe_acquire(const char *client, const char *url)
+static int range_is_resume(const char *range)
 {
-    uint64_t c = hash64(client, strlen(client)) | 1;
+    const char *p = range;
+
+    if (strncasecmp(p, "bytes", 5) != 0)
+        return 0;
+    p += 5;
+    p += strspn(p, " \t");
+    if (*p++ != '=')
+        return 0;
+    p += strspn(p, " \t");
+    if (!isdigit((unsigned char)*p))
+        return 0;
+    p += strspn(p, "0123456789");
+    p += strspn(p, " \t");
+    if (*p++ != '-')
+        return 0;
+    p += strspn(p, " \t");
+    return *p == '\0';
+}
+
+/* The key clients are counted under: the address, or for IPv6 its /64
+ * (one host holds many addresses of its /64), as a hash. */
+static uint64_t dupe_client_key(const char *client)
+{
+    unsigned char a[16];
+
+    if (inet_pton(AF_INET6, client, a) == 1 &&
+        !IN6_IS_ADDR_V4MAPPED((struct in6_addr *)a))
+        return hash64((const char *)a, 8) | 1;
+    return hash64(client, strlen(client)) | 1;
+}
+
+/*
+ * Take this child's download slot for (client, url). A whole-file GET
+ * or a resume is never refused (behind one NAT address there may be
+ * many people); a segment (a Range with an end, a suffix or several
+ * ranges: what download accelerators send) is refused while the client
+ * key already has MaxDupeDownloads downloads of that URL running, of
+ * any kind. A client that asks again right after a download ended may
+ * find the old process not yet past freeing its slot (it sent the last
+ * byte, then lost the CPU), so a conflict is re-checked for a short
+ * while before refusing. Returns 0 when taken (or when there is no cap),
+ * -1 to refuse.
+ */
+static int dupe_acquire(const char *client, const char *url, const char *range)
+{
+    uint64_t c = dupe_client_key(client);
     uint64_t u = hash64(url, strlen(url)) | 1;
     long long deadline = now_ms() + OFFLOAD_DUPE_GRACE_MS;
+    int segment = range != NULL && !range_is_resume(range);
 
     if (g_shared == NULL || g_slot < 0)
         return 0;
-    if (g_cfg.max_dupe == 0) {
-        /* no cap, but the slot still counts the download for metrics */
-        g_shared->slots[g_slot].client = c;
-        g_shared->slots[g_slot].url = u;
-        return 0;
-    }
-    while (dupe_try(c, u) != 0) {
+    while (dupe_try(c, u, segment) != 0) {
         if (now_ms() >= deadline)
             return -1;
         poll(NULL, 0, OFFLOAD_DUPE_RETRY_MS);
@@ -4622,7 +4972,8 @@ static const char robots_txt[] = "User-agent: *\nDisallow: /";
 NOINLINE static int docroot_open(struct object *obj, const char *path,
                         const struct object_meta *want)
 {
-    char decoded[OFFLOAD_MAX_PATH + 1], file[2 * PATH_MAX], real[PATH_MAX];
+    char decoded[OFFLOAD_MAX_PATH + 1], real[PATH_MAX];
+    char file[PATH_MAX + OFFLOAD_MAX_PATH + 1];
     size_t i, o = 0, rl = strlen(g_cfg.docroot);
     struct stat st;
     time_t lm = http_date_parse(want->last_modified);
@@ -4657,50 +5008,136 @@ NOINLINE static int docroot_open(struct object *obj, const char *path,
     return 0;
 }
 
-/*
- * Check an absolute-form target's authority against the base's own.
- * Returns the path part ("/" if none), or NULL if it names another host.
- */
-static const char *target_for_base(const char *target)
+/* Does the authority auth[0..al) name the base (BaseURL's, with :80
+ * written or left out when that is its port)? */
+static int authority_is_base(const char *auth, size_t al)
 {
-    const char *auth = target + 7, *slash = strchr(auth, '/');
-    size_t al = slash ? (size_t)(slash - auth) : strlen(auth);
     size_t bl = strlen(g_cfg.base_authority);
+    int port80 = strcmp(g_cfg.base_port, "80") == 0;
 
-    if (!(al == bl && strncasecmp(auth, g_cfg.base_authority, al) == 0) &&
-        !(strcmp(g_cfg.base_port, "80") == 0 && al + 3 == bl &&
-          strncasecmp(auth, g_cfg.base_authority, al) == 0) &&
-        !(strcmp(g_cfg.base_port, "80") == 0 && al == bl + 3 &&
-          strncasecmp(auth, g_cfg.base_authority, bl) == 0 &&
-          strncmp(auth + bl, ":80", 3) == 0))
-        return NULL;
-    return slash ? slash : "/";
+    return (al == bl && strncasecmp(auth, g_cfg.base_authority, al) == 0) ||
+           (port80 && al + 3 == bl &&
+            strncasecmp(auth, g_cfg.base_authority, al) == 0) ||
+           (port80 && al == bl + 3 &&
+            strncasecmp(auth, g_cfg.base_authority, bl) == 0 &&
+            strncmp(auth + bl, ":80", 3) == 0);
+}
+
+/* Split a valid authority auth[0..al) into host (no brackets) and port
+ * (empty when absent). Returns 0, or -1 when a part does not fit. */
+static int authority_split(const char *auth, size_t al, char *host,
+                           size_t hsz, char *port, size_t psz)
+{
+    const char *colon = auth[0] == '[' ? memchr(auth, ']', al) : auth;
+    size_t hl, pl;
+
+    colon = memchr(colon, ':', al - (size_t)(colon - auth));
+    hl = colon ? (size_t)(colon - auth) : al;
+    pl = colon ? al - hl - 1 : 0;
+    if (auth[0] == '[') {
+        auth++;
+        hl -= 2;
+    }
+    if (hl >= hsz || pl >= psz)
+        return -1;
+    memcpy(host, auth, hl);
+    host[hl] = '\0';
+    memcpy(port, colon ? colon + 1 : "", pl);
+    port[pl] = '\0';
+    return 0;
+}
+
+/* Are two port numbers (decimal strings) the same? */
+static int port_same(const char *a, const char *b)
+{
+    return parse_length(a) >= 0 && parse_length(a) == parse_length(b);
 }
 
 /*
- * Check what a request asks for: the method, the target (an absolute
- * form must name the base), no query, a safe path. Writes the sanitized
- * path into path. Returns 0 to go on, or 1 when the request has been
- * answered (*rc then holds send_error()'s result).
+ * Does the authority auth[0..al) name this offload host: a ServerName
+ * (with its port, when it has one), or the address the client connected
+ * to? Without a port it names the host on whatever port it was reached
+ * (a port forward may sit in front); with one, it must be the port the
+ * connection came to.
  */
-static int request_check(struct conn *cc, struct request *rq, char *path, int *rc)
+static int authority_is_self(struct conn *cc, const char *auth, size_t al)
+{
+    char host[256], port[8], lhost[INET6_ADDRSTRLEN], lport[8];
+    char sname[256], sport[8];
+    unsigned char a[16], b[16];
+    int i, local = conn_local_name(cc, lhost, lport) == 0;
+
+    if (authority_split(auth, al, host, sizeof(host), port, sizeof(port)))
+        return 0;
+    for (i = 0; i < g_cfg.nserver_names; i++) {
+        const char *sn = g_cfg.server_names[i];
+
+        if (authority_split(sn, strlen(sn), sname, sizeof(sname), sport,
+                            sizeof(sport)) == 0 &&
+            strcasecmp(host, sname) == 0 &&
+            (port[0] == '\0' ||
+             (sport[0] ? port_same(port, sport)
+                       : local && port_same(port, lport))))
+            return 1;
+    }
+    if (!local || (port[0] != '\0' && !port_same(port, lport)))
+        return 0;
+    if (inet_pton(AF_INET, host, a) == 1)
+        return inet_pton(AF_INET, lhost, b) == 1 && memcmp(a, b, 4) == 0;
+    return inet_pton(AF_INET6, host, a) == 1 &&
+           inet_pton(AF_INET6, lhost, b) == 1 && memcmp(a, b, 16) == 0;
+}
+
+/*
+ * The path of an absolute-form target (RFC 9112 3.2.2): its authority
+ * takes the place of Host and must name the base or this host. Returns
+ * the path ("/" when empty), or NULL with *status and *text set.
+ */
+static const char *target_absolute(struct conn *cc, const char *target,
+                                   int *status, const char **text)
+{
+    const char *auth = target + 7;
+    size_t al = strcspn(auth, "/?#");
+
+    if (!authority_valid(auth, al)) {
+        *status = 400;
+        *text = "Malformed request target.";
+        return NULL;
+    }
+    if (!authority_is_base(auth, al) && !authority_is_self(cc, auth, al)) {
+        *status = 403;
+        *text = "This offload host serves only its base server's files; "
+                "it is not a proxy.";
+        return NULL;
+    }
+    return auth[al] == '\0' ? "/" : auth + al;
+}
+
+/*
+ * Check what a request asks for: the method (405 for those of RFC 9110
+ * not served here, 501 for unknown ones), the target (an absolute form
+ * must name the base or this host), no query, a safe path. Sets
+ * rq->path to the sanitized path, written over the target. Returns 0 to
+ * go on, or 1 when the request has been answered (*rc then holds
+ * send_error()'s result).
+ */
+static int request_check(struct conn *cc, struct request *rq, int *rc)
 {
     const char *target = rq->target;
     const char *text = NULL;
     int status = 0;
 
+    if (rq->method == METHOD_UNKNOWN) {
+        *rc = send_error(cc, rq, 501, NULL, "Unknown method.");
+        return 1;
+    }
     if (rq->method != METHOD_GET && rq->method != METHOD_HEAD) {
         *rc = send_error(cc, rq, 405, "Allow: GET, HEAD\r\n",
                          "Only GET and HEAD are served here.");
         return 1;
     }
     if (strncasecmp(target, "http://", 7) == 0) {
-        target = target_for_base(target);
-        if (target == NULL) {
-            status = 403;
-            text = "This offload host serves only its base server's files; "
-                   "it is not a proxy.";
-        }
+        target = target_absolute(cc, target, &status, &text);
     } else if (target[0] != '/') {
         status = 400;
         text = "Malformed request target.";
@@ -4712,13 +5149,15 @@ static int request_check(struct conn *cc, struct request *rq, char *path, int *r
     } else if (status == 0 && strlen(target) > OFFLOAD_MAX_PATH) {
         status = 414;
         text = "The path is too long.";
-    } else if (status == 0 &&
-               path_sanitize(target, path, OFFLOAD_MAX_PATH + 1) == NULL) {
+    } else if (status == 0 && (target[0] != '/' ||
+               path_sanitize(target, rq->target, OFFLOAD_MAX_PATH + 1) == NULL)) {
         status = 400;
         text = "Malformed or unsafe path.";
     }
-    if (status == 0)
+    if (status == 0) {
+        rq->path = rq->target;
         return 0;
+    }
     *rc = send_error(cc, rq, status, NULL, text);
     return 1;
 }
@@ -4896,7 +5335,7 @@ static NOINLINE int answer_base_status(struct conn *cc, struct request *rq,
                                        const struct object *obj,
                                        const struct base_response *br)
 {
-    char loc[OFFLOAD_MAX_PATH + 32], text[64];
+    char loc[OFFLOAD_MAX_LOCATION + 32], text[64];
 
     if (br->status == 404 || br->status == 410)
         cache_remove(obj);
@@ -5021,17 +5460,44 @@ static int base_validate(struct conn *cc, struct request *rq,
 }
 
 /*
+ * obj's copy is the version want describes, but the base now gives its
+ * validators another form (Apache's ETag is weak within the second of
+ * a change and strong later) or another type: answer with the base's
+ * current ones, and store them in a complete copy's metadata block.
+ * Failing to store them costs only another refresh.
+ */
+static NOINLINE void meta_refresh(struct object *obj,
+                                  const struct object_meta *want)
+{
+    char block[OFFLOAD_META_SIZE];
+    int fd;
+
+    copy_string(obj->meta.etag, sizeof(obj->meta.etag), want->etag);
+    copy_string(obj->meta.content_type, sizeof(obj->meta.content_type),
+                want->content_type);
+    if (obj->growing || obj->data_offset == 0 || meta_encode(&obj->meta, block))
+        return;   /* a .part's fetcher writes its own block; DocumentRoot */
+    fd = open(obj->path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (pwrite_all(fd, block, sizeof(block), 0) != 0)
+        log_msg("error", "cannot update %s: %s", obj->path, strerror(errno));
+    close(fd);
+}
+
+/*
  * Serve the version want of obj, which the base has just confirmed: a
- * HEAD from want alone; a GET from DocumentRoot, or from the cache
- * (fetching it if need be), or passed through from the base. Returns 0
- * when the connection may go on, -1 when it must be closed.
+ * HEAD, or a GET whose preconditions stop it, from want alone; a GET
+ * from DocumentRoot, or from the cache (fetching it if need be), or
+ * passed through from the base. Returns 0 when the connection may go
+ * on, -1 when it must be closed.
  */
 static int serve_version(struct conn *cc, struct request *rq,
                          struct object *obj, struct object_meta *want)
 {
     int rc;
 
-    if (rq->method == METHOD_HEAD) {
+    if (rq->method == METHOD_HEAD || preconditions(rq, want) != PRE_PASS) {
         rq->cache_status = cache_open_complete(obj, want) == 0 ? CS_HIT
                                                                 : CS_MISS;
         cache_object_close(obj);
@@ -5044,11 +5510,16 @@ static int serve_version(struct conn *cc, struct request *rq,
         if (docroot_open(obj, rq->path, want) != 0)
             return serve_bypass(cc, rq, obj);
         rq->cache_status = CS_HIT;
-    } else if (object_acquire(cc, rq, obj, want) != 0) {
+    } else if (strlen(obj->key) >= sizeof(want->key) ||
+               object_acquire(cc, rq, obj, want) != 0) {
+        /* a key too long for the metadata block is never cached */
         return serve_bypass(cc, rq, obj);
     } else if (!obj->growing) {
         cache_touch(obj, 1);
     }
+    if (strcmp(obj->meta.etag, want->etag) != 0 ||
+        strcmp(obj->meta.content_type, want->content_type) != 0)
+        meta_refresh(obj, want);
     rc = serve_object(cc, rq, obj);
     cache_object_close(obj);
     return rc;
@@ -5066,11 +5537,12 @@ static int handle_request(struct conn *cc, struct request *rq)
 
     proctitle_set("offload: %s %.200s from %s", rq->method_name, rq->target,
                   rq->client);
-    if (request_check(cc, rq, rq->path, &rc) || answer_own(cc, rq, &rc))
+    if (request_check(cc, rq, &rc) || answer_own(cc, rq, &rc))
         return rc;
     if (cache_object_init(&obj, g_cfg.base_prefix, rq->path) != 0)
         return send_error(cc, rq, 414, NULL, "The path is too long.");
-    if (rq->method != METHOD_HEAD && dupe_acquire(rq->client, obj.base_path))
+    if (rq->method != METHOD_HEAD &&
+        dupe_acquire(rq->client, obj.base_path, rq->range))
         return send_dupe_refusal(cc, rq);
     if (g_cfg.validate_interval > 0 && !g_cfg.docroot[0] &&
         cache_open_recent(&obj) == 0) {
@@ -5253,9 +5725,8 @@ static void request_reset(struct request *rq)
     rq->method_name = rq->target = NULL;
     rq->http_minor = 1;
     rq->keep_alive = 0;
-    rq->range = rq->if_range = rq->if_none_match = NULL;
-    rq->if_modified_since = rq->user_agent = rq->referer = NULL;
-    rq->x_forwarded_for = NULL;
+    request_fields_clear(rq);
+    rq->path = NULL;
     rq->status = 0;
     rq->body_sent = 0;
     rq->cache_status = CS_NONE;
@@ -5383,8 +5854,10 @@ static int cgi_main(void)
     rq.target = target[0] ? target : (char *)"/";
     rq.range = getenv("HTTP_RANGE");
     rq.if_range = getenv("HTTP_IF_RANGE");
+    rq.if_match = getenv("HTTP_IF_MATCH");
     rq.if_none_match = getenv("HTTP_IF_NONE_MATCH");
     rq.if_modified_since = getenv("HTTP_IF_MODIFIED_SINCE");
+    rq.if_unmodified_since = getenv("HTTP_IF_UNMODIFIED_SINCE");
     rq.user_agent = getenv("HTTP_USER_AGENT");
     rq.referer = getenv("HTTP_REFERER");
     copy_string(rq.client, sizeof(rq.client), addr ? addr : "unknown");
@@ -6237,9 +6710,10 @@ int main(int argc, char **argv)
                   PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (g_book == MAP_FAILED)
         die("shared memory: %s", strerror(errno));
-    /* zlib's functions bound now, in the parent: its children would
-     * otherwise each write their own copy of its lazily bound GOT */
+    /* zlib's first call sets up its state (its CRC tables, where it
+     * computes them): in the parent, so that children share it */
     hash64("", 0);
+    pages_map_all();
     if (shared_init() != 0)
         die("shared memory: %s", strerror(errno));
     if (logs_open() != 0)

@@ -347,9 +347,11 @@ def test_conditional_requests_and_head(pair):
 def test_methods_queries_and_proxy_requests(pair):
     base, daemon = pair
     harness.write_file(os.path.join(base.docroot, "m.bin"), 64 * 1024)
-    for method in ("POST", "PUT", "DELETE", "OPTIONS", "BREW"):
+    for method in ("POST", "PUT", "DELETE", "OPTIONS"):
         status, headers, _b = fetch(daemon, "/m.bin", method=method)
         assert status == 405 and headers["allow"] == "GET, HEAD", method
+    status, _h, _b = fetch(daemon, "/m.bin", method="BREW")
+    assert status == 501
     r = raw(daemon, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n")
     assert status_of(r) == 405
     status, _h, body = fetch(daemon, "/m.bin?x=1")

@@ -157,10 +157,14 @@ MALFORMED = [
     ("many-fields", b"GET /f HTTP/1.1\r\n" + b"".join(
         b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n", 431),
 ] + [
-    # methods: only GET and HEAD are served
+    # methods: only GET and HEAD are served; the other methods of RFC 9110
+    # (and PATCH) get 405, a method the daemon does not know 501 (9.1:
+    # methods are case-sensitive, so "get" is unknown)
     ("method-" + m, m.encode() + b" /f.bin HTTP/1.1\r\nHost: dl\r\n" + CLOSE, 405)
-    for m in ("POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "PROPFIND",
-              "FOO", "get")
+    for m in ("POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH")
+] + [
+    ("method-" + m, m.encode() + b" /f.bin HTTP/1.1\r\nHost: dl\r\n" + CLOSE, 501)
+    for m in ("PROPFIND", "FOO", "get")
 ]
 
 
@@ -173,7 +177,8 @@ def test_malformed_requests(pair, name, request_bytes, expected):
                            b"GET /f.bin HTTP/1.1\r\nHost: dl\r\n\r\n")
     assert status_line(out) == expected, out[:200]
     assert closed, "connection left open after a %d" % expected
-    assert out.count(b"HTTP/1.1 ") == 1
+    # one answer: one status line (the text of a 505 names HTTP/1.1 too)
+    assert len(re.findall(rb"(?:^|\n)HTTP/1\.1 \d{3} ", out)) == 1
     head = head_of(out) + b"\r\n"
     assert b"\r\nConnection: close\r\n" in head
     if expected == 405:
@@ -221,10 +226,11 @@ def test_never_connects_anywhere_but_the_base(pair):
     reqs = [
         ("GET http://%s/f.bin HTTP/1.1\r\nHost: %s\r\n\r\n" % (other, other), 403),
         ("GET http://%s/ HTTP/1.1\r\nHost: dl\r\n\r\n" % other, 403),
+        # userinfo, a malformed port: not a valid authority (RFC 9110 4.2.4)
         ("GET http://127.0.0.1:%d@%s/f.bin HTTP/1.1\r\nHost: dl\r\n\r\n"
-         % (base.port, other), 403),
-        ("GET http://%s:%d.%s/f.bin HTTP/1.1\r\n\r\n" % ("127.0.0.1", base.port,
-                                                          other), 403),
+         % (base.port, other), 400),
+        ("GET http://%s:%d.%s/f.bin HTTP/1.1\r\nHost: dl\r\n\r\n"
+         % ("127.0.0.1", base.port, other), 400),
         ("GET https://%s/f.bin HTTP/1.1\r\nHost: %s\r\n\r\n" % (other, other), 400),
         ("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (other, other), 405),
         ("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (other, other), 400),
@@ -303,6 +309,9 @@ def strace_attach(pid, out):
 
 
 @pytest.mark.parametrize("mode", ["cache", "docroot"])
+# a path of 6000 octets is within the daemon's limits (RFC 9112 3), and
+# the base, asked for it, says that no file can have such a name
+@pytest.mark.expect_error(r"\(36\)File name too long: .* AH00127: Cannot map")
 def test_path_tricks_never_open_outside(base, daemon_factory, mode):
     """Path traversal, every encoding of it: no answer carries a byte
     from outside what the base serves, and (watched with strace) no

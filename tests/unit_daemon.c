@@ -48,14 +48,14 @@ static void test_request_parse(void)
     CHECK(parse_text(&rq, "GET /a HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n") ==
           PARSE_OK);
     CHECK(rq.keep_alive == 1);
-    CHECK(parse_text(&rq, "HEAD /a HTTP/1.1\r\nConnection: close\r\n"
+    CHECK(parse_text(&rq, "HEAD /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                           "Range: bytes=0-1\r\nIf-Range: \"x\"\r\n\r\n") ==
           PARSE_OK);
     CHECK(rq.method == METHOD_HEAD && !rq.keep_alive);
     CHECK(strcmp(rq.range, "bytes=0-1") == 0 && strcmp(rq.if_range, "\"x\"") == 0);
     /* leading empty line is tolerated; pipelined bytes stay after head */
-    CHECK(parse_text(&rq, "\r\nGET / HTTP/1.1\r\n\r\nGET /next") == PARSE_OK);
-    CHECK(rq.head_len == strlen("\r\nGET / HTTP/1.1\r\n\r\n"));
+    CHECK(parse_text(&rq, "\r\nGET / HTTP/1.0\r\n\r\nGET /next") == PARSE_OK);
+    CHECK(rq.head_len == strlen("\r\nGET / HTTP/1.0\r\n\r\n"));
 
     CHECK(parse_text(&rq, "GET /a HTTP/1.1\r\nHost: x\r\n") == PARSE_INCOMPLETE);
     CHECK(parse_text(&rq, "GET /a HTTP/1.1") == PARSE_INCOMPLETE);
@@ -63,7 +63,7 @@ static void test_request_parse(void)
     CHECK(parse_text(&rq, "GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n") == 400);
     CHECK(parse_text(&rq, "GET / HTTP/1.1\r\nContent-Length: 0\r\n"
                           "Content-Length: 0\r\n\r\n") == 400);
-    CHECK(parse_text(&rq, "GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n") ==
+    CHECK(parse_text(&rq, "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n") ==
           PARSE_OK);
     CHECK(parse_text(&rq, "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") ==
           400);
@@ -109,7 +109,7 @@ static void test_path_sanitize(void)
     char out[64];
     static const char *const bad[] = {
         "", "a", "/..", "/../etc/passwd", "/a/../b", "/a/%2e%2e/b", "/%2E%2e",
-        "/a/.", "/./a", "/a%00b", "/a%2fb", "/a%5cb", "/a\\b", "/a b",
+        "/./..", "/a/%2e/%2e%2e", "/a%00b", "/a%2fb", "/a%5cb", "/a\\b", "/a b",
         "/a\001", "/a%zz", "/a%2", "/a#b", "/a?b",
     };
     size_t i;
@@ -123,6 +123,14 @@ static void test_path_sanitize(void)
     CHECK(path_sanitize("/a//b///c", out, sizeof(out)) != NULL &&
           strcmp(out, "/a/b/c") == 0);
     CHECK(path_sanitize("//x", out, sizeof(out)) != NULL && strcmp(out, "/x") == 0);
+    /* '.' segments go (RFC 3986 5.2.4), also escaped; '..' never passes */
+    CHECK(path_sanitize("/a/./b", out, sizeof(out)) != NULL &&
+          strcmp(out, "/a/b") == 0);
+    CHECK(path_sanitize("/./a", out, sizeof(out)) != NULL && strcmp(out, "/a") == 0);
+    CHECK(path_sanitize("/a/.", out, sizeof(out)) != NULL && strcmp(out, "/a/") == 0);
+    CHECK(path_sanitize("/.//%2e/a", out, sizeof(out)) != NULL &&
+          strcmp(out, "/a") == 0);
+    CHECK(path_sanitize("/.", out, sizeof(out)) != NULL && strcmp(out, "/") == 0);
     CHECK(path_sanitize("/", out, sizeof(out)) != NULL && strcmp(out, "/") == 0);
     CHECK(path_sanitize("/a%20b/...x/..a", out, sizeof(out)) != NULL &&
           strcmp(out, "/a%20b/...x/..a") == 0);
@@ -180,6 +188,9 @@ static void test_validators(void)
     CHECK(!if_none_match_matches("\"abcd\"", "\"abc\""));
     CHECK(if_none_match_matches(" , ,W/\"abc\" ,", "\"abc\""));
     CHECK(!if_none_match_matches("", "\"abc\""));
+    CHECK(if_none_match_matches("\"x\", *", ""));
+    CHECK(!if_none_match_matches("\"x\"", ""));
+    CHECK(if_match_matches("*", "") && !if_match_matches("\"\"", ""));
     CHECK(header_has_token("Keep-Alive, , close ", "close"));
     CHECK(header_has_token("upgrade,keep-alive", "Keep-Alive"));
     CHECK(!header_has_token("closed, xclose", "close"));
@@ -415,9 +426,79 @@ static void test_digests(void)
                         "LCa0a2j/xo/5m0U8HTBBNBNCLXBkg7+g+YpeiGJm564="));
 }
 
+/* RFC 9110 and 9112 rules: Host, list fields, methods, preconditions,
+ * the cap's kinds of request. */
+static void test_conformance(void)
+{
+    static struct request rq;
+    static const char *const good[] = {"dl", "dl:80", "dl:", "[::1]",
+                                       "[::1]:8080", "127.0.0.1:1",
+                                       "a%41b.example", "x-y_z~!$&'()*+,;="};
+    static const char *const bad[] = {"", "a b", "u@dl", "dl/x", "dl\\x",
+                                      "[::1", "::1]", "dl:80:80", "dl:http",
+                                      "[dl]", "a%4", ":80"};
+    struct object_meta m;
+    size_t i;
+
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        CHECK(authority_valid(good[i], strlen(good[i])));
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK(!authority_valid(bad[i], strlen(bad[i])));
+    CHECK(parse_text(&rq, "GET / HTTP/1.1\r\n\r\n") == 400);
+    CHECK(parse_text(&rq, "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n") == 400);
+    CHECK(parse_text(&rq, "GET / HTTP/1.1\r\nHost:\r\n\r\n") == 400);
+    CHECK(parse_text(&rq, "GET / HTTP/1.0\r\nHost: a b\r\n\r\n") == 400);
+    CHECK(parse_text(&rq, "GET / HTTP/1.0\r\n\r\n") == PARSE_OK);
+    /* repeated list fields combine, in order, also interleaved */
+    CHECK(parse_text(&rq, "GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"1\"\r\n"
+                          "If-Match: \"m\"\r\nIf-None-Match: \"2\"\r\n"
+                          "If-Match: *\r\nIf-None-Match: \"3\"\r\n\r\n") ==
+          PARSE_OK);
+    CHECK(strcmp(rq.if_none_match, "\"1\", \"2\", \"3\"") == 0);
+    CHECK(strcmp(rq.if_match, "\"m\", *") == 0);
+    CHECK(parse_text(&rq, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+                          "Connection: keep-alive\r\n\r\n") == PARSE_OK);
+    CHECK(rq.keep_alive == 0);
+    CHECK(method_of("GET") == METHOD_GET && method_of("PATCH") == METHOD_OTHER);
+    CHECK(method_of("get") == METHOD_UNKNOWN && method_of("FOOBAR") == METHOD_UNKNOWN);
+    /* preconditions, in the order of RFC 9110 13.2.2 */
+    meta_clear(&m);
+    strcpy(m.etag, "\"v\"");
+    strcpy(m.last_modified, "Sun, 22 Nov 2026 04:24:51 GMT");
+    request_fields_clear(&rq);
+    CHECK(preconditions(&rq, &m) == PRE_PASS);
+    rq.if_match = "\"x\", \"v\"";
+    rq.if_none_match = "\"v\"";
+    CHECK(preconditions(&rq, &m) == PRE_NOT_MODIFIED);
+    rq.if_match = "W/\"v\"";
+    CHECK(preconditions(&rq, &m) == PRE_FAILED);
+    request_fields_clear(&rq);
+    rq.if_unmodified_since = "Sun, 22 Nov 2026 04:24:50 GMT";
+    CHECK(preconditions(&rq, &m) == PRE_FAILED);
+    rq.if_match = "*";
+    CHECK(preconditions(&rq, &m) == PRE_PASS);
+    request_fields_clear(&rq);
+    rq.if_modified_since = "Sun, 22 Nov 2026 04:24:51 GMT";
+    CHECK(preconditions(&rq, &m) == PRE_NOT_MODIFIED);
+    rq.if_modified_since = "Sun, 22 Nov 2026 04:24:51 GMT, Sun, 22 Nov 2026 "
+                           "04:24:51 GMT";
+    CHECK(preconditions(&rq, &m) == PRE_PASS);
+    rq.if_none_match = "\"other\"";
+    rq.if_modified_since = "Sun, 22 Nov 2026 04:24:51 GMT";
+    CHECK(preconditions(&rq, &m) == PRE_PASS);
+    /* resumes and segments (MaxDupeDownloads) */
+    CHECK(range_is_resume("bytes=5000000-") && range_is_resume("bytes = 7 - "));
+    CHECK(!range_is_resume("bytes=0-99") && !range_is_resume("bytes=-500"));
+    CHECK(!range_is_resume("bytes=5-,9-") && !range_is_resume("items=5-"));
+    CHECK(dupe_client_key("2001:db8::1") == dupe_client_key("2001:db8::ffff:2"));
+    CHECK(dupe_client_key("2001:db8::1") != dupe_client_key("2001:db8:0:1::1"));
+    CHECK(dupe_client_key("192.0.2.1") != dupe_client_key("192.0.2.2"));
+}
+
 int main(void)
 {
     test_request_parse();
+    test_conformance();
     test_path_sanitize();
     test_range_parse();
     test_validators();

@@ -66,6 +66,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (r != out || out[0] != '/' || strlen(out) >= sizeof(out))
         abort();
+    /* sanitized in place (as request_check() does), the same result */
+    if (path_sanitize(target, target, sizeof(out)) != target ||
+        strcmp(target, out) != 0)
+        abort();
     for (p = out; *p; ) {
         const char *s = ++p, *e = strchr(s, '/');
         size_t dl;

@@ -48,13 +48,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_value(rq.range);
     check_value(rq.if_range);
     check_value(rq.if_none_match);
+    check_value(rq.if_match);
+    check_value(rq.if_modified_since);
+    check_value(rq.if_unmodified_since);
+    check_value(rq.host);
     check_value(rq.user_agent);
     check_value(rq.x_forwarded_for);
     request_client(&rq, "127.0.0.1");
     if (strpbrk(rq.client, " \t\r\n\"") != NULL)
         abort();
+    if (rq.host != NULL && !authority_valid(rq.host, strlen(rq.host)))
+        abort();    /* request_parse() refuses an invalid Host */
     if (rq.target[0] == '/' && strlen(rq.target) <= OFFLOAD_MAX_PATH)
         path_sanitize(rq.target, path, sizeof(path));
+    if (rq.range != NULL)
+        range_is_resume(rq.range);
     if (rq.range != NULL) {
         struct byte_range r[OFFLOAD_MAX_RANGES];
         int nr;
@@ -64,5 +72,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if_range_matches(rq.if_range, "\"abc\"", "Sun, 06 Nov 1994 08:49:37 GMT");
     if (rq.if_none_match != NULL)
         if_none_match_matches(rq.if_none_match, "W/\"abc\"");
+    {
+        struct object_meta m;
+        meta_clear(&m);
+        strcpy(m.etag, "\"abc\"");
+        strcpy(m.last_modified, "Sun, 06 Nov 1994 08:49:37 GMT");
+        preconditions(&rq, &m);
+    }
     return 0;
 }
