@@ -138,6 +138,7 @@ MALFORMED = [
     ("asterisk-target", b"GET * HTTP/1.1\r\nHost: dl\r\n\r\n", 400),
     ("lowercase-version", b"GET /f.bin http/1.1\r\nHost: dl\r\n\r\n", 400),
     ("extra-space", b"GET  /f.bin HTTP/1.1\r\nHost: dl\r\n\r\n", 400),
+    ("tab-in-line", b"GET\t/f.bin HTTP/1.1\r\nHost: dl\r\n\r\n", 400),
     ("trailing-space", b"GET /f.bin HTTP/1.1 \r\nHost: dl\r\n\r\n", 400),
     ("http09", b"GET /f.bin\r\n\r\n", 400),
     ("http2-version", b"GET / HTTP/2\r\nHost: dl\r\n\r\n", 505),
@@ -181,6 +182,12 @@ def test_malformed_requests(pair, name, request_bytes, expected):
     assert len(re.findall(rb"(?:^|\n)HTTP/1\.1 \d{3} ", out)) == 1
     head = head_of(out) + b"\r\n"
     assert b"\r\nConnection: close\r\n" in head
+    # the whole body its Content-Length declares (none for a HEAD), then
+    # the close: a short body would hang a client waiting for the rest
+    length = int(re.search(rb"\r\nContent-Length: (\d+)\r\n", head).group(1))
+    body = out.split(b"\r\n\r\n", 1)[1]
+    assert len(body) == (0 if request_bytes.startswith(b"HEAD ") else length)
+    assert length > 0
     if expected == 405:
         assert b"\r\nAllow: GET, HEAD\r\n" in head
     # nothing of the request is echoed (TRACE), nothing asked of the base
