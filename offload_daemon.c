@@ -2102,22 +2102,37 @@ static int kind_base_url(struct settings *c, const struct setting_def *d,
     return base_url_parse(v, c, why);
 }
 
+/*
+ * The next free entry of list setting d, whose entries are elem bytes
+ * each: a pointer to it, or NULL with *why set when d->max are there.
+ * The caller fills it and then counts it (*setting_count(c, d) += 1).
+ */
+static void *list_next_entry(struct settings *c, const struct setting_def *d,
+                             size_t elem, const char *full, const char **why)
+{
+    int n = *setting_count(c, d);
+
+    if (n >= d->max || (size_t)n >= d->size / elem) {
+        *why = full;
+        return NULL;
+    }
+    return (char *)setting_field(c, d) + (size_t)n * elem;
+}
+
 /* KIND_LISTEN: one more ADDR:PORT, up to d->max. */
 static int kind_listen(struct settings *c, const struct setting_def *d,
                        const char *v, const char **why)
 {
-    struct listen_spec *list = setting_field(c, d);
-    int *n = setting_count(c, d);
+    struct listen_spec *ls = list_next_entry(c, d, sizeof(*ls),
+                                             "too many addresses", why);
 
-    if (*n >= d->max || (size_t)*n >= d->size / sizeof(*list)) {
-        *why = "too many addresses";
+    if (ls == NULL)
         return -1;
-    }
-    if (listen_parse(v, &list[*n]) != 0) {
+    if (listen_parse(v, ls) != 0) {
         *why = "expected ADDR:PORT or [ADDR]:PORT";
         return -1;
     }
-    (*n)++;
+    (*setting_count(c, d))++;
     return 0;
 }
 
@@ -2125,18 +2140,16 @@ static int kind_listen(struct settings *c, const struct setting_def *d,
 static int kind_cidr(struct settings *c, const struct setting_def *d,
                      const char *v, const char **why)
 {
-    struct cidr *list = setting_field(c, d);
-    int *n = setting_count(c, d);
+    struct cidr *block = list_next_entry(c, d, sizeof(*block),
+                                         "too many addresses", why);
 
-    if (*n >= d->max || (size_t)*n >= d->size / sizeof(*list)) {
-        *why = "too many addresses";
+    if (block == NULL)
         return -1;
-    }
-    if (cidr_parse(v, &list[*n]) != 0) {
+    if (cidr_parse(v, block) != 0) {
         *why = "expected an address or ADDR/BITS";
         return -1;
     }
-    (*n)++;
+    (*setting_count(c, d))++;
     return 0;
 }
 
@@ -2145,19 +2158,17 @@ static int kind_cidr(struct settings *c, const struct setting_def *d,
 static int kind_host_name(struct settings *c, const struct setting_def *d,
                           const char *v, const char **why)
 {
-    char(*list)[OFFLOAD_MAX_SERVER_NAME + 1] = setting_field(c, d);
-    int *n = setting_count(c, d);
+    char *name = list_next_entry(c, d, OFFLOAD_MAX_SERVER_NAME + 1,
+                                 "too many names", why);
 
-    if (*n >= d->max || (size_t)*n >= d->size / sizeof(*list)) {
-        *why = "too many names";
+    if (name == NULL)
         return -1;
-    }
     if (!authority_valid(v, strlen(v)) || v[0] == '[' ||
-        copy_string(list[*n], sizeof(list[0]), v) != 0) {
+        copy_string(name, OFFLOAD_MAX_SERVER_NAME + 1, v) != 0) {
         *why = "expected a host name, optionally with :PORT";
         return -1;
     }
-    (*n)++;
+    (*setting_count(c, d))++;
     return 0;
 }
 
