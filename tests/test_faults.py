@@ -273,6 +273,9 @@ def test_cache_dir_removed_under_a_running_daemon(base, daemon_factory):
     daemon = daemon_factory(base.base_url, args=["--timeout", "5"])
     a = harness.write_file(os.path.join(base.docroot, "a.bin"), MB)
     assert sha(get(daemon, "/a.bin")[2]) == a
+    # the fetcher publishes its copy after its client has the last byte:
+    # the directory goes once that is done, not under the rename
+    assert wait_for(lambda: not fetching(daemon))
     subprocess.run(["rm", "-rf", daemon.cache_dir], check=True)
     for _i in range(2):
         status, _h, got, complete = get(daemon, "/a.bin")
