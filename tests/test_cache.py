@@ -66,7 +66,7 @@ def test_eviction_keeps_the_cache_under_the_cap_lru_first(base,
     assert log_statuses(daemon).count("HIT") == 2   # a twice, from the cache
     # b was evicted: it is fetched again
     fetch(daemon, "/b.bin")
-    assert len(body_gets(base, "/b.bin")) == 2
+    assert len(body_gets(base, "/b.bin", at_least=2)) == 2
     assert cache_size(daemon) <= cap
     status, text = tool(daemon, "--cache-list")
     assert status == 0 and len(text.strip().splitlines()) == len(cache_objects(daemon))

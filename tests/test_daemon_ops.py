@@ -461,7 +461,7 @@ def test_document_root_mode(run_dir, base, daemon_factory):
     digest = harness.write_file(src, 2 * MB + 1, seed=9)
     status, _h, body = fetch(daemon, "/dr.bin")
     assert status == 200 and sha(body) == digest
-    assert len(body_gets(base, "/dr.bin")) == 1
+    assert len(body_gets(base, "/dr.bin", at_least=1)) == 1
     assert log_statuses(daemon) == ["BYPASS", "HIT", "HIT"]
     # a symlink out of the mirror is not followed
     os.symlink("/etc/passwd", os.path.join(local, "link.bin"))
@@ -495,4 +495,4 @@ def test_cgi_mode_under_apache(base_factory, run_dir):
     r.read()
     assert r.status == 404
     c.close()
-    assert len(body_gets(base, "/g/cg.bin")) == 1
+    assert len(body_gets(base, "/g/cg.bin", at_least=1)) == 1
