@@ -115,6 +115,9 @@ def test_startup_scan_removes_leftovers(base, daemon_factory):
     daemon = daemon_factory(base.base_url)
     fetch(daemon, "/p.bin")
     fetch(daemon, "/q.bin")
+    # both published (a fetcher renames its copy after its client has the
+    # last byte) before the daemon stops
+    assert cached(daemon, 2)
     daemon.stop()
     keep, damaged = sorted(cache_objects(daemon))
     # leftovers: an interrupted fetch, a temporary file, a damaged
