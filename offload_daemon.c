@@ -3231,10 +3231,26 @@ static int cache_lock_free(const char *object_path)
     return free_;
 }
 
+/*
+ * Open a cache file for the upkeep (the start-up scan, the cache tools,
+ * the scrubber) without touching its access time, which is the copy's
+ * last use for eviction: reading it for upkeep is no use. O_NOATIME is
+ * the owner's (or root's) to ask; others read it as they may. Returns a
+ * descriptor, or -1 with errno set.
+ */
+static int cache_open_upkeep(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME);
+
+    if (fd < 0 && errno == EPERM)
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    return fd;
+}
+
 /* Read a complete object's metadata and check its size. Returns 0. */
 static int cache_entry_meta(const struct cache_entry *e, struct object_meta *m)
 {
-    int fd = open(e->path, O_RDONLY | O_CLOEXEC);
+    int fd = cache_open_upkeep(e->path);
     int rc;
 
     if (fd < 0)
@@ -3433,7 +3449,7 @@ static void list_entry(struct cache_entry *e, void *ctx)
         (*count)++;
     } else if (dot != NULL && strcmp(dot, ".part") == 0) {
         char object_path[PATH_MAX + 32];
-        int fd = open(e->path, O_RDONLY | O_CLOEXEC);
+        int fd = cache_open_upkeep(e->path);
         int ok = fd >= 0 && meta_read(fd, &m) == 0;
 
         if (fd >= 0)
@@ -3485,7 +3501,7 @@ static void verify_entry(struct cache_entry *e, void *ctx)
         return;
     meta_clear(&m);
     bad[1]++;
-    fd = open(e->path, O_RDONLY | O_CLOEXEC);
+    fd = cache_open_upkeep(e->path);
     if (fd < 0)
         return;
     if (meta_read(fd, &m) == 0 && m.complete)
@@ -3634,7 +3650,7 @@ static void scrub_entry(struct cache_entry *e, void *ctx)
     struct stat now, st;
     int fd;
 
-    if (!is_object_name(e->name) || (fd = open(e->path, O_RDONLY | O_CLOEXEC)) < 0)
+    if (!is_object_name(e->name) || (fd = cache_open_upkeep(e->path)) < 0)
         return;
     meta_clear(&m);
     if (fstat(fd, &st) == 0 && meta_read(fd, &m) == 0 && m.complete &&

@@ -145,6 +145,22 @@ def test_startup_scan_removes_leftovers(base, daemon_factory):
         assert status == 200 and sha(body) == digests[n]
 
 
+def test_upkeep_leaves_the_lru_order_alone(base, daemon_factory):
+    """A copy's access time is its last use: the cache tools (and so the
+    start-up scan and the scrubber, which read the same way) must not
+    set it."""
+    for n in ("u", "v"):
+        harness.write_file(os.path.join(base.docroot, n + ".bin"), 300000)
+    daemon = daemon_factory(base.base_url)
+    for n in ("u", "v"):
+        assert fetch(daemon, "/%s.bin" % n)[0] == 200
+    assert cached(daemon, 2)
+    before = {o: os.stat(o).st_atime_ns for o in cache_objects(daemon)}
+    for args in (["--cache-list"], ["--cache-verify"]):
+        assert tool(daemon, *args)[0] == 0
+    assert {o: os.stat(o).st_atime_ns for o in cache_objects(daemon)} == before
+
+
 def test_cache_tools_list_purge_verify(base, daemon_factory):
     for n in ("one", "two", "three"):
         harness.write_file(os.path.join(base.docroot, "t", n + ".bin"), 200000)
